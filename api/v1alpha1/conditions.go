@@ -1,0 +1,85 @@
+package v1alpha1
+
+// Condition types. Ready, Reconciling and Stalled follow the kstatus contract, so kubectl wait,
+// Argo CD and Flux read health without custom checks.
+const (
+	// ConditionReady is True when the object does what it declares: for an org, connected to the
+	// declared org; for a stage, mapped to an Active, Connected org; for an implementation, every
+	// active member connected.
+	ConditionReady = "Ready"
+	// ConditionReconciling is True while the controller is working towards the declared state.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when nothing will change until a person fixes the input.
+	ConditionStalled = "Stalled"
+	// ConditionConnected is True when the last check of an org authenticated and read its facts.
+	ConditionConnected = "Connected"
+)
+
+// Condition reasons, PascalCase, stable: alerts and scripts may match on them.
+const (
+	// ReasonConnected: the last check succeeded.
+	ReasonConnected = "Connected"
+	// ReasonProgressing: the controller is checking the object now.
+	ReasonProgressing = "Progressing"
+	// ReasonInactive: the org (or stage) is Inactive, so it is not checked.
+	ReasonInactive = "Inactive"
+	// ReasonImplementationSuspended: the org's implementation is suspended, so it is not checked.
+	ReasonImplementationSuspended = "ImplementationSuspended"
+
+	// ReasonSecretNotFound: the Secret named by authSecretRef does not exist.
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonSecretKeyNotFound: the Secret exists but lacks the key named by authSecretRef.key.
+	ReasonSecretKeyNotFound = "SecretKeyNotFound"
+	// ReasonAuthURLInvalid: the Secret's value is not an SFDX auth URL.
+	ReasonAuthURLInvalid = "AuthURLInvalid"
+	// ReasonHostNotAllowed: the auth URL points at a host outside Salesforce's domains and the allow-list.
+	ReasonHostNotAllowed = "HostNotAllowed"
+	// ReasonCredentialRejected: Salesforce refused the credential (revoked, expired, wrong client, inactive user).
+	ReasonCredentialRejected = "CredentialRejected"
+	// ReasonUnreachable: the org could not be reached (DNS, TCP, TLS, timeout).
+	ReasonUnreachable = "Unreachable"
+	// ReasonServerError: Salesforce answered with a server error or an unreadable answer.
+	ReasonServerError = "ServerError"
+	// ReasonRateLimited: the org's API request limit is exhausted.
+	ReasonRateLimited = "RateLimited"
+	// ReasonAPIDisabled: the org's edition or user has no API access.
+	ReasonAPIDisabled = "APIDisabled"
+	// ReasonOrgGone: the org no longer exists (a deleted or expired scratch org).
+	ReasonOrgGone = "OrgGone"
+	// ReasonSecretUpdateFailed: a rotated refresh token could not be written back to the Secret.
+	ReasonSecretUpdateFailed = "SecretUpdateFailed"
+
+	// ReasonOrgIDChanged: the credential reached another org than before or than spec.orgId
+	// (a sandbox refresh, or a URL for the wrong org).
+	ReasonOrgIDChanged = "OrgIDChanged"
+	// ReasonTypeMismatch: the org is not of the declared spec.type.
+	ReasonTypeMismatch = "TypeMismatch"
+	// ReasonNotADevHub: spec.devHub is true but the org cannot create scratch orgs.
+	ReasonNotADevHub = "NotADevHub"
+	// ReasonDuplicateDefaultDevHub: another org in the namespace is already the default Dev Hub.
+	ReasonDuplicateDefaultDevHub = "DuplicateDefaultDevHub"
+	// ReasonDeletionBlocked: deletion waits until no Active PipelineStage maps to the org.
+	ReasonDeletionBlocked = "DeletionBlocked"
+	// ReasonInUseWhileInactive: the org is Inactive while Active stages still map to it.
+	ReasonInUseWhileInactive = "InUseWhileInactive"
+
+	// ReasonOrgNotFound: the stage's orgRef names no SalesforceOrg (yet).
+	ReasonOrgNotFound = "OrgNotFound"
+	// ReasonOrgInactive: the stage's org is Inactive.
+	ReasonOrgInactive = "OrgInactive"
+	// ReasonOrgDisconnected: the stage's org is not Connected.
+	ReasonOrgDisconnected = "OrgDisconnected"
+
+	// ReasonSuspended: the implementation is suspended.
+	ReasonSuspended = "Suspended"
+	// ReasonProductionOrgNotFound: productionOrgRef names no SalesforceOrg.
+	ReasonProductionOrgNotFound = "ProductionOrgNotFound"
+	// ReasonProductionOrgWrongType: productionOrgRef names an org that is not of type Production.
+	ReasonProductionOrgWrongType = "ProductionOrgWrongType"
+	// ReasonMembersDisconnected: some active member orgs are not Connected.
+	ReasonMembersDisconnected = "MembersDisconnected"
+	// ReasonImplementationNotFound: an org's implementationRef names no SalesforceImplementation.
+	ReasonImplementationNotFound = "ImplementationNotFound"
+	// ReasonDeletingMembers: the implementation is deleting its member orgs (deletionPolicy: Delete).
+	ReasonDeletingMembers = "DeletingMembers"
+)

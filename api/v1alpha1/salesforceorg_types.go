@@ -1,0 +1,241 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// OrgType is the kind of Salesforce org a connection points at.
+// +kubebuilder:validation:Enum=Production;Sandbox;DeveloperEdition;Scratch
+type OrgType string
+
+const (
+	// OrgTypeProduction is a production (or other non-sandbox, non-developer) org.
+	OrgTypeProduction OrgType = "Production"
+	// OrgTypeSandbox is a sandbox copied from a production org.
+	OrgTypeSandbox OrgType = "Sandbox"
+	// OrgTypeDeveloperEdition is a free Developer Edition org.
+	OrgTypeDeveloperEdition OrgType = "DeveloperEdition"
+	// OrgTypeScratch is a short-lived scratch org created from a Dev Hub.
+	OrgTypeScratch OrgType = "Scratch"
+)
+
+// DefaultAuthSecretKey is the Secret key that holds the SFDX auth URL when authSecretRef.key is unset.
+const DefaultAuthSecretKey = "sfdxAuthUrl"
+
+// CreatedByAnnotation records, on create, the Kubernetes user who created a SalesforceOrg. The
+// admission webhook sets it and refuses any change to it.
+const CreatedByAnnotation = "salesforce.sfops.io/created-by"
+
+// ReconcileRequestedAtAnnotation asks for a check now, whatever its value ("Test connection").
+// The value handled last is echoed to status.lastHandledReconcileAt.
+const ReconcileRequestedAtAnnotation = "salesforce.sfops.io/reconcile-requested-at"
+
+// SecretKeyReference points at one key of a Secret in the same namespace.
+type SecretKeyReference struct {
+	// name of the Secret, in the same namespace as the SalesforceOrg.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// key in the Secret's data whose value is the SFDX auth URL
+	// (force://<clientId>:<clientSecret>:<refreshToken>@<host>), as printed by
+	// `sf org display --target-org <alias> --verbose --json` in result.sfdxAuthUrl.
+	// +optional
+	// +kubebuilder:default=sfdxAuthUrl
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key,omitempty"`
+}
+
+// SalesforceOrgSpec declares one connection to a Salesforce org.
+// +kubebuilder:validation:XValidation:rule="!has(self.defaultDevHub) || !self.defaultDevHub || (has(self.devHub) && self.devHub)",message="defaultDevHub: true needs devHub: true; set devHub: true or remove defaultDevHub"
+// +kubebuilder:validation:XValidation:rule="!has(self.devHub) || !self.devHub || self.type in ['Production', 'DeveloperEdition']",message="devHub: true is only possible on a Production or DeveloperEdition org: Salesforce cannot enable Dev Hub in a sandbox or scratch org"
+type SalesforceOrgSpec struct {
+	// type of the org. A check that finds the org to be of another type reports TypeMismatch.
+	// +required
+	Type OrgType `json:"type"`
+
+	// authSecretRef names the Secret (same namespace) and key holding the org's SFDX auth URL.
+	// +required
+	AuthSecretRef SecretKeyReference `json:"authSecretRef"`
+
+	// state Active (default) checks the org every checkInterval; Inactive keeps it declared without
+	// any call to Salesforce. An org mapped to an Active PipelineStage cannot be made Inactive.
+	// +optional
+	// +kubebuilder:default=Active
+	State State `json:"state,omitempty"`
+
+	// devHub declares that the org is a Dev Hub (it can create scratch orgs). A check that finds
+	// otherwise reports NotADevHub.
+	// +optional
+	DevHub bool `json:"devHub,omitempty"`
+
+	// defaultDevHub marks the namespace's default Dev Hub. At most one org per namespace; needs devHub: true.
+	// +optional
+	DefaultDevHub bool `json:"defaultDevHub,omitempty"`
+
+	// implementationRef names the SalesforceImplementation (same namespace) this org belongs to.
+	// +optional
+	ImplementationRef *LocalObjectReference `json:"implementationRef,omitempty"`
+
+	// checkInterval is how often the connection is re-checked, for example 10m or 1h. At least 1m.
+	// +optional
+	// +kubebuilder:default="10m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="checkInterval must be at least 1m"
+	CheckInterval *metav1.Duration `json:"checkInterval,omitempty"`
+
+	// orgId pins the connection to one org (15 or 18 characters, starting with 00D). When set,
+	// reaching any other org is an error (OrgIDChanged) rather than a silent switch.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^00D[a-zA-Z0-9]{12}([a-zA-Z0-9]{3})?$`
+	OrgID string `json:"orgId,omitempty"`
+}
+
+// APIRequests is the org's daily REST API allowance.
+type APIRequests struct {
+	// max is the org's daily API request limit.
+	// +optional
+	Max int64 `json:"max,omitempty"`
+	// remaining is what is left of it today.
+	// +optional
+	Remaining int64 `json:"remaining,omitempty"`
+}
+
+// SalesforceOrgStatus is what the controller last learned about the org.
+type SalesforceOrgStatus struct {
+	// conditions: Ready, Reconciling, Stalled (kstatus) and Connected.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// connection is the last known health of the connection.
+	// +optional
+	Connection ConnectionState `json:"connection,omitempty"`
+
+	// orgId is the 18-character id of the org the credential reached.
+	// +optional
+	OrgID string `json:"orgId,omitempty"`
+	// username the credential authenticates as.
+	// +optional
+	Username string `json:"username,omitempty"`
+	// instanceUrl is the org's API base URL.
+	// +optional
+	InstanceURL string `json:"instanceUrl,omitempty"`
+	// instanceName is the Salesforce instance (pod) that hosts the org, for example NA224.
+	// +optional
+	InstanceName string `json:"instanceName,omitempty"`
+	// edition is the org's edition (Organization.OrganizationType), for example "Enterprise Edition".
+	// +optional
+	Edition string `json:"edition,omitempty"`
+	// isSandbox is true for sandboxes (not scratch orgs).
+	// +optional
+	IsSandbox bool `json:"isSandbox,omitempty"`
+	// isScratch is true for scratch orgs.
+	// +optional
+	IsScratch bool `json:"isScratch,omitempty"`
+	// isDevHub is true when the org can create scratch orgs.
+	// +optional
+	IsDevHub bool `json:"isDevHub,omitempty"`
+	// namespacePrefix is the org's managed-package namespace, if any.
+	// +optional
+	NamespacePrefix string `json:"namespacePrefix,omitempty"`
+	// trialExpirationDate is when a scratch or trial org expires.
+	// +optional
+	TrialExpirationDate *metav1.Time `json:"trialExpirationDate,omitempty"`
+	// apiRequests is the org's daily API allowance as of the last check.
+	// +optional
+	APIRequests *APIRequests `json:"apiRequests,omitempty"`
+
+	// lastCheckTime is when the connection was last checked, successfully or not.
+	// +optional
+	LastCheckTime *metav1.Time `json:"lastCheckTime,omitempty"`
+	// lastConnectedTime is when a check last succeeded.
+	// +optional
+	LastConnectedTime *metav1.Time `json:"lastConnectedTime,omitempty"`
+	// consecutiveFailures counts failed checks since the last success.
+	// +optional
+	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+
+	// usedBy lists the PipelineStages (same namespace) that map to this org.
+	// +optional
+	// +listType=set
+	UsedBy []string `json:"usedBy,omitempty"`
+	// stageCount is the number of entries in usedBy (the STAGES column).
+	// +optional
+	StageCount int32 `json:"stageCount,omitempty"`
+
+	// observedGeneration is the spec generation the status describes.
+	// +optional
+	// +kubebuilder:default=-1
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// lastHandledReconcileAt echoes the last handled value of the
+	// salesforce.sfops.io/reconcile-requested-at annotation.
+	// +optional
+	LastHandledReconcileAt string `json:"lastHandledReconcileAt,omitempty"`
+}
+
+// SalesforceOrg is one declared connection to a Salesforce org. Its credential (an SFDX auth URL)
+// lives in a Secret; the controller authenticates, records the org's facts and re-checks its health.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=sforg,categories=salesforce
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.spec.state`
+// +kubebuilder:printcolumn:name="Connection",type=string,JSONPath=`.status.connection`
+// +kubebuilder:printcolumn:name="Org ID",type=string,JSONPath=`.status.orgId`
+// +kubebuilder:printcolumn:name="Stages",type=integer,JSONPath=`.status.stageCount`,description="Number of pipeline stages mapped to the org"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Edition",type=string,JSONPath=`.status.edition`,priority=1
+// +kubebuilder:printcolumn:name="Username",type=string,JSONPath=`.status.username`,priority=1
+// +kubebuilder:printcolumn:name="Created By",type=string,JSONPath=`.metadata.annotations.salesforce\.sfops\.io/created-by`,priority=1
+// +kubebuilder:printcolumn:name="Last Check",type=date,JSONPath=`.status.lastCheckTime`,priority=1
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
+// +kubebuilder:selectablefield:JSONPath=`.spec.type`
+// +kubebuilder:selectablefield:JSONPath=`.spec.state`
+// +kubebuilder:selectablefield:JSONPath=`.spec.devHub`
+// +kubebuilder:selectablefield:JSONPath=`.spec.implementationRef.name`
+type SalesforceOrg struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec declares the connection.
+	// +required
+	Spec SalesforceOrgSpec `json:"spec"`
+
+	// status is what the controller last observed.
+	// +optional
+	Status SalesforceOrgStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// SalesforceOrgList is a list of SalesforceOrg.
+type SalesforceOrgList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []SalesforceOrg `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&SalesforceOrg{}, &SalesforceOrgList{})
+}
+
+// IsActive reports whether the org is meant to be checked.
+func (o *SalesforceOrg) IsActive() bool { return o.Spec.State != StateInactive }
+
+// AuthSecretKey is the Secret key holding the auth URL, defaulted.
+func (o *SalesforceOrg) AuthSecretKey() string {
+	if o.Spec.AuthSecretRef.Key == "" {
+		return DefaultAuthSecretKey
+	}
+	return o.Spec.AuthSecretRef.Key
+}

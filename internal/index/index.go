@@ -1,0 +1,107 @@
+// Package index declares the field indexes the controllers and webhooks share, and the queries
+// built on them (which stages use an org, which orgs use a Secret). It reads only what the
+// manager's cache already holds, or the API server through field selectors; it never reads Secret data.
+package index
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
+)
+
+// Index keys. Each is also a CRD selectable field, so the same key works as a server-side field
+// selector on an uncached reader (the admission webhooks use that to avoid cache lag).
+const (
+	// StageOrgRef indexes PipelineStages by spec.orgRef.name.
+	StageOrgRef = "spec.orgRef.name"
+	// OrgAuthSecret indexes SalesforceOrgs by spec.authSecretRef.name (cache only).
+	OrgAuthSecret = "spec.authSecretRef.name"
+	// OrgImplementation indexes SalesforceOrgs by spec.implementationRef.name.
+	OrgImplementation = "spec.implementationRef.name"
+	// OrgType indexes SalesforceOrgs by spec.type.
+	OrgType = "spec.type"
+)
+
+// Setup registers every index with the manager's cache.
+func Setup(ctx context.Context, fi client.FieldIndexer) error {
+	indexes := []struct {
+		obj client.Object
+		key string
+		fn  client.IndexerFunc
+	}{
+		{&sfv1.PipelineStage{}, StageOrgRef, func(o client.Object) []string {
+			return []string{o.(*sfv1.PipelineStage).Spec.OrgRef.Name}
+		}},
+		{&sfv1.SalesforceOrg{}, OrgAuthSecret, func(o client.Object) []string {
+			return []string{o.(*sfv1.SalesforceOrg).Spec.AuthSecretRef.Name}
+		}},
+		{&sfv1.SalesforceOrg{}, OrgImplementation, func(o client.Object) []string {
+			if ref := o.(*sfv1.SalesforceOrg).Spec.ImplementationRef; ref != nil {
+				return []string{ref.Name}
+			}
+			return nil
+		}},
+		{&sfv1.SalesforceOrg{}, OrgType, func(o client.Object) []string {
+			return []string{string(o.(*sfv1.SalesforceOrg).Spec.Type)}
+		}},
+	}
+	for _, ix := range indexes {
+		if err := fi.IndexField(ctx, ix.obj, ix.key, ix.fn); err != nil {
+			return fmt.Errorf("index %s: %w", ix.key, err)
+		}
+	}
+	return nil
+}
+
+// StagesForOrg lists the PipelineStages in namespace that map to the org, active or not, sorted
+// by name. r is the cache (indexed) or an uncached reader (served by the CRD's selectable field).
+func StagesForOrg(ctx context.Context, r client.Reader, namespace, org string) ([]sfv1.PipelineStage, error) {
+	var list sfv1.PipelineStageList
+	if err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{StageOrgRef: org}); err != nil {
+		return nil, err
+	}
+	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
+	return list.Items, nil
+}
+
+// ActiveStagesForOrg is StagesForOrg without the Inactive stages and those being deleted:
+// the stages that hold the org.
+func ActiveStagesForOrg(ctx context.Context, r client.Reader, namespace, org string) ([]sfv1.PipelineStage, error) {
+	all, err := StagesForOrg(ctx, r, namespace, org)
+	if err != nil {
+		return nil, err
+	}
+	active := all[:0]
+	for _, s := range all {
+		if s.IsActive() && s.DeletionTimestamp.IsZero() {
+			active = append(active, s)
+		}
+	}
+	return active, nil
+}
+
+// StageNames formats stages the way refusals name them: "pipeline/stage", sorted, comma separated.
+// A stage whose name repeats its pipeline as a prefix ("release-uat" in pipeline "release") is
+// shown without it ("release/uat").
+func StageNames(stages []sfv1.PipelineStage) string {
+	names := make([]string, 0, len(stages))
+	for i := range stages {
+		names = append(names, StageDisplayName(&stages[i]))
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// StageDisplayName is "pipeline/stage" for one stage (see StageNames).
+func StageDisplayName(s *sfv1.PipelineStage) string {
+	name := strings.TrimPrefix(s.Name, s.Spec.Pipeline+"-")
+	if name == "" {
+		name = s.Name
+	}
+	return s.Spec.Pipeline + "/" + name
+}

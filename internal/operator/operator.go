@@ -1,0 +1,160 @@
+// Package operator assembles the manager: scheme, indexes, reconcilers, webhooks, probes. main.go
+// and the local launcher (hack/localdev) share it, so both run the same operator. It never reads
+// a credential itself.
+package operator
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
+	"github.com/sfops/salesforce-operator/controllers"
+	"github.com/sfops/salesforce-operator/internal/index"
+	"github.com/sfops/salesforce-operator/internal/salesforce"
+	webhookv1alpha1 "github.com/sfops/salesforce-operator/internal/webhook/v1alpha1"
+)
+
+// Scheme knows the core types and salesforce.sfops.io/v1alpha1.
+var Scheme = runtime.NewScheme()
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(Scheme))
+	utilruntime.Must(sfv1.AddToScheme(Scheme))
+}
+
+// Options configure one operator.
+type Options struct {
+	MetricsAddr   string
+	ProbeAddr     string
+	LeaderElect   bool
+	LeaderElectNS string
+
+	// EnableWebhooks serves the admission webhooks (the cluster must be able to reach them).
+	EnableWebhooks bool
+	WebhookHost    string
+	WebhookPort    int
+	WebhookCertDir string
+
+	// AllowedHosts adds hosts beyond Salesforce's own domains (host, host:port or *.suffix).
+	AllowedHosts []string
+	// CAFile is a PEM bundle trusted in addition to the system roots, for Salesforce calls.
+	CAFile string
+	// RootCAs, when set, replaces the trusted roots for Salesforce calls (tests, the local demo).
+	RootCAs *x509.CertPool
+	// RetryBase is the first back-off after a transient Salesforce failure (0: 10s).
+	RetryBase time.Duration
+	// SalesforceTimeout bounds each HTTP call to Salesforce (0: 30s).
+	SalesforceTimeout time.Duration
+}
+
+// New builds a manager with every controller and, when enabled, every webhook.
+func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	mgrOpts := ctrl.Options{
+		Scheme:                  Scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		LeaderElection:          o.LeaderElect,
+		LeaderElectionID:        "salesforce-operator.sfops.io",
+		LeaderElectionNamespace: o.LeaderElectNS,
+		Client: client.Options{Cache: &client.CacheOptions{
+			// Secrets are never cached: the org reconciler reads them directly, and watches only their metadata.
+			DisableFor: []client.Object{&corev1.Secret{}},
+		}},
+		Cache: cache.Options{},
+	}
+	if o.EnableWebhooks {
+		mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{
+			Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.WebhookCertDir,
+			TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
+		})
+	}
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
+	if err != nil {
+		return nil, fmt.Errorf("creating the manager: %w", err)
+	}
+	if err := index.Setup(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return nil, err
+	}
+
+	sf, err := newSalesforceClient(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := (&controllers.SalesforceOrgReconciler{
+		Client:     mgr.GetClient(),
+		APIReader:  mgr.GetAPIReader(),
+		Salesforce: sf,
+		Notify:     controllers.NewNotifier(mgr.GetEventRecorder("salesforce-operator")),
+		RetryBase:  o.RetryBase,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the SalesforceOrg controller: %w", err)
+	}
+	if err := (&controllers.PipelineStageReconciler{
+		Client: mgr.GetClient(),
+		Notify: controllers.NewNotifier(mgr.GetEventRecorder("salesforce-operator")),
+	}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the PipelineStage controller: %w", err)
+	}
+	if err := (&controllers.SalesforceImplementationReconciler{
+		Client: mgr.GetClient(),
+		Notify: controllers.NewNotifier(mgr.GetEventRecorder("salesforce-operator")),
+	}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the SalesforceImplementation controller: %w", err)
+	}
+	if o.EnableWebhooks {
+		if err := webhookv1alpha1.Setup(mgr); err != nil {
+			return nil, fmt.Errorf("setting up the webhooks: %w", err)
+		}
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	readyCheck := healthz.Ping
+	if o.EnableWebhooks {
+		readyCheck = mgr.GetWebhookServer().StartedChecker()
+	}
+	if err := mgr.AddReadyzCheck("readyz", readyCheck); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+func newSalesforceClient(o Options) (*salesforce.Client, error) {
+	pool := o.RootCAs
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading --salesforce-ca-file: %w", err)
+		}
+		if pool == nil {
+			if pool, err = x509.SystemCertPool(); err != nil || pool == nil {
+				pool = x509.NewCertPool()
+			}
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--salesforce-ca-file %s holds no PEM certificate", o.CAFile)
+		}
+	}
+	return salesforce.NewClient(salesforce.Options{
+		AllowedHosts: o.AllowedHosts,
+		RootCAs:      pool,
+		Timeout:      o.SalesforceTimeout,
+		Observe:      controllers.ObserveSalesforceCall,
+	})
+}

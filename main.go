@@ -1,0 +1,59 @@
+/*
+Copyright 2026 The salesforce-operator Authors.
+
+Licensed under the Apache License, Version 2.0.
+*/
+
+// Command salesforce-operator runs the manager that keeps SalesforceOrg, PipelineStage and
+// SalesforceImplementation objects true.
+package main
+
+import (
+	"flag"
+	"os"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/sfops/salesforce-operator/internal/operator"
+	"github.com/sfops/salesforce-operator/internal/salesforce"
+)
+
+func main() {
+	var o operator.Options
+	var allowed string
+	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; \"0\" disables it.")
+	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address the health probes bind to.")
+	flag.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader, so that only one replica reconciles at a time.")
+	flag.StringVar(&o.LeaderElectNS, "leader-election-namespace", "", "Namespace of the leader-election lease (default: the pod's).")
+	flag.BoolVar(&o.EnableWebhooks, "enable-webhooks", true, "Serve the admission webhooks (the in-use protection also has a finalizer backstop).")
+	flag.IntVar(&o.WebhookPort, "webhook-port", 9443, "Port the webhook server listens on.")
+	flag.StringVar(&o.WebhookCertDir, "webhook-cert-dir", "", "Directory holding tls.crt and tls.key for the webhook server (default: controller-runtime's).")
+	flag.StringVar(&allowed, "salesforce-allowed-hosts", "", "Comma-separated hosts the Salesforce client may call besides Salesforce's own domains: host, host:port or *.suffix.")
+	flag.StringVar(&o.CAFile, "salesforce-ca-file", "", "PEM bundle to trust for Salesforce calls, in addition to the system roots.")
+	flag.DurationVar(&o.RetryBase, "retry-base", 10*time.Second, "First back-off after a transient Salesforce failure; it doubles up to the org's checkInterval.")
+	flag.DurationVar(&o.SalesforceTimeout, "salesforce-timeout", 30*time.Second, "Timeout of each HTTP call to Salesforce.")
+	zapOpts := zap.Options{Development: false}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	setupLog := ctrl.Log.WithName("setup")
+
+	hosts, err := salesforce.ParseAllowedHosts(allowed)
+	if err != nil {
+		setupLog.Error(err, "invalid --salesforce-allowed-hosts")
+		os.Exit(2)
+	}
+	o.AllowedHosts = hosts
+	mgr, err := operator.New(ctrl.GetConfigOrDie(), o)
+	if err != nil {
+		setupLog.Error(err, "unable to set up the operator")
+		os.Exit(1)
+	}
+	setupLog.Info("starting the manager")
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		setupLog.Error(err, "the manager stopped with an error")
+		os.Exit(1)
+	}
+}
