@@ -47,7 +47,7 @@ type Checker interface {
 type SalesforceOrgReconciler struct {
 	client.Client
 	// APIReader reads Secrets straight from the API server: Secret data is never cached.
-	APIReader client.Reader
+	APIReader  client.Reader
 	Salesforce Checker
 	Notify     notifier
 
@@ -269,16 +269,17 @@ func (r *SalesforceOrgReconciler) reconcileConnection(ctx context.Context, org *
 	org.Status.LastCheckTime = &metav1.Time{Time: now}
 	checkDuration.WithLabelValues(reasonOf(err)).Observe(time.Since(now).Seconds())
 
-	if err != nil {
-		return r.checkFailed(ctx, org, err, sum)
-	}
-	if res.RotatedAuthURL != nil {
+	// A rotation comes first, even when the rest of the check failed: the old token is already dead.
+	if res != nil && res.RotatedAuthURL != nil {
 		if perr := r.persistRotation(ctx, org, secret, *cred, *res.RotatedAuthURL, m); perr != nil {
 			m.pendingRotation = &rotation{old: *cred, rotated: *res.RotatedAuthURL}
 			*sum = retrying(sfv1.ReasonSecretUpdateFailed, "%v", perr)
 			return ctrl.Result{RequeueAfter: r.retryBase()}, nil
 		}
 		m.lastCred = *res.RotatedAuthURL
+	}
+	if err != nil {
+		return r.checkFailed(ctx, org, err, sum)
 	}
 	r.checkSucceeded(ctx, org, &res.Facts, now, sum)
 	return ctrl.Result{RequeueAfter: r.nextCheckIn(org, now)}, nil
@@ -384,7 +385,7 @@ func reasonOf(err error) string {
 func (r *SalesforceOrgReconciler) checkFailed(ctx context.Context, org *sfv1.SalesforceOrg, err error, sum *summary) (ctrl.Result, error) {
 	reason := reasonOf(err)
 	msg := err.Error()
-	prev := meta.FindStatusCondition(org.Status.Conditions, sfv1.ConditionConnected)
+	prev := connectedBefore(org)
 	org.Status.ConsecutiveFailures++
 	org.Status.Connection = sfv1.ConnectionDisconnected
 	setConnected(org, metav1.ConditionFalse, reason, msg)
@@ -446,7 +447,7 @@ func (r *SalesforceOrgReconciler) checkSucceeded(ctx context.Context, org *sfv1.
 
 // setDisconnectedOnce marks the connection failed with reason, warning only on a transition.
 func (r *SalesforceOrgReconciler) setDisconnectedOnce(ctx context.Context, org *sfv1.SalesforceOrg, reason, msg string) {
-	prev := meta.FindStatusCondition(org.Status.Conditions, sfv1.ConditionConnected)
+	prev := connectedBefore(org)
 	org.Status.Connection = sfv1.ConnectionDisconnected
 	setConnected(org, metav1.ConditionFalse, reason, msg)
 	orgConnected.WithLabelValues(org.Namespace, org.Name).Set(0)
@@ -539,6 +540,15 @@ func sameOrgID(a, b string) bool {
 		return a[:15] == b[:15]
 	}
 	return a == b
+}
+
+// connectedBefore copies the Connected condition before it is overwritten in place.
+func connectedBefore(org *sfv1.SalesforceOrg) *metav1.Condition {
+	if c := meta.FindStatusCondition(org.Status.Conditions, sfv1.ConditionConnected); c != nil {
+		cp := *c
+		return &cp
+	}
+	return nil
 }
 
 func setConnected(org *sfv1.SalesforceOrg, status metav1.ConditionStatus, reason, msg string) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -112,10 +113,12 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	// A direct client, so tests read what the API server holds, not the manager's cache.
-	if k8s, err = client.New(cfg, client.Options{Scheme: operator.Scheme}); err != nil {
+	direct, err := client.New(cfg, client.Options{Scheme: operator.Scheme})
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	k8s = unconditional{direct}
 
 	dir, err := os.MkdirTemp("", "sfops-kubeconfig-")
 	if err != nil {
@@ -129,6 +132,25 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
+}
+
+// unconditional updates last-writer-wins (as kubectl apply does): on a conflict it takes the
+// current resourceVersion and tries again, so a test's spec edit never fails because the
+// controller patched status meanwhile (an update never writes status).
+type unconditional struct{ client.Client }
+
+func (u unconditional) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	for attempt := 0; ; attempt++ {
+		err := u.Client.Update(ctx, obj, opts...)
+		if !apierrors.IsConflict(err) || attempt == 10 {
+			return err
+		}
+		cur := obj.DeepCopyObject().(client.Object)
+		if err := u.Client.Get(ctx, client.ObjectKeyFromObject(obj), cur); err != nil {
+			return err
+		}
+		obj.SetResourceVersion(cur.GetResourceVersion())
+	}
 }
 
 // ---- helpers ----

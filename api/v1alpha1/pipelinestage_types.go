@@ -101,4 +101,3 @@ func init() {
 
 // IsActive reports whether the stage holds its org.
 func (s *PipelineStage) IsActive() bool { return s.Spec.State != StateInactive }
-

@@ -36,7 +36,8 @@ type SalesforceImplementationSpec struct {
 	// suspend stops every health check of the member orgs (no Salesforce calls) until set back to
 	// false. Nothing is ever deleted by suspension.
 	// +optional
-	Suspend bool `json:"suspend,omitempty"`
+	// +kubebuilder:default=false
+	Suspend bool `json:"suspend"`
 
 	// deletionPolicy: Orphan (default) leaves the member orgs when the implementation is deleted;
 	// Delete deletes them too, waiting for any org that an active pipeline stage still uses.
@@ -78,11 +79,13 @@ type SalesforceImplementationStatus struct {
 
 	// orgCount is the number of member orgs.
 	// +optional
-	OrgCount int32 `json:"orgCount,omitempty"`
+	// +kubebuilder:default=0
+	OrgCount int32 `json:"orgCount"`
 
 	// connectedCount is the number of member orgs that are Connected.
 	// +optional
-	ConnectedCount int32 `json:"connectedCount,omitempty"`
+	// +kubebuilder:default=0
+	ConnectedCount int32 `json:"connectedCount"`
 
 	// suspendedAt is when the implementation was suspended; unset while it is not.
 	// +optional

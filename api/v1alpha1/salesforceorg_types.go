@@ -168,7 +168,8 @@ type SalesforceOrgStatus struct {
 	UsedBy []string `json:"usedBy,omitempty"`
 	// stageCount is the number of entries in usedBy (the STAGES column).
 	// +optional
-	StageCount int32 `json:"stageCount,omitempty"`
+	// +kubebuilder:default=0
+	StageCount int32 `json:"stageCount"`
 
 	// observedGeneration is the spec generation the status describes.
 	// +optional

@@ -1,0 +1,422 @@
+// Package sftest is a fake Salesforce shared by the tests, the benchmarks, the controllers'
+// envtest suite and the local demo: one real HTTPS server on loopback that serves many orgs at
+// once and answers as Salesforce does (status codes, JSON shapes, the Sforce-Limit-Info header,
+// daily API consumption), as written down in shared/salesforce-protocol.md. Knobs make an org
+// fail the ways real orgs fail (revoked or rotated refresh tokens, expired sessions, sandbox
+// refresh, deletion, rate limits, API disabled, inactive user) and make the server itself fail
+// (5xx, HTML, slow, dropped connections, redirects).
+//
+// All orgs share one host (127.0.0.1:port); the fake tells them apart by refresh token, access
+// token, authorization code or JWT issuer. Tokens are random (crypto/rand) and use base64url
+// characters only, so they are valid inside auth URLs.
+//
+// It must never log or print a token (the HTTP server's error log is discarded, and nothing else
+// here logs), never listen anywhere but the address it is given (loopback by default), and never
+// be reachable from production code paths: the operator talks to it only when told to trust its
+// host and CA explicitly.
+package sftest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// FailMode is how FailNext makes the next requests fail.
+type FailMode int
+
+const (
+	// Fail5xx answers 500 UNKNOWN_EXCEPTION in Salesforce's JSON error shape.
+	Fail5xx FailMode = iota + 1
+	// FailHTML answers 503 with an HTML maintenance page.
+	FailHTML
+	// FailSlow waits SetSlowDelay (default 5s, cut short when the client gives up) and then answers
+	// normally.
+	FailSlow
+	// FailDrop hijacks the connection and closes it without answering.
+	FailDrop
+	// failRedirect answers 302 to a location (see RedirectNext).
+	failRedirect
+)
+
+type failure struct {
+	mode     FailMode
+	location string
+}
+
+// Server is a fake Salesforce. It is safe for concurrent use.
+type Server struct {
+	ts        *httptest.Server
+	caPEM     []byte
+	pool      *x509.CertPool
+	done      chan struct{}
+	closeOnce sync.Once
+
+	mu       sync.Mutex
+	orgs     []*Org
+	refresh  map[string]*Org // every refresh token ever issued
+	access   map[string]*accessGrant
+	codes    map[string]*Org // unused authorization codes
+	apps     map[string]*Org // JWT consumer key
+	calls    map[string]int
+	total    int
+	perOrg   map[*Org]int
+	failures []failure
+	slow     time.Duration
+	issued   []string // every secret ever issued or configured, for IssuedSecrets
+}
+
+type accessGrant struct {
+	org   *Org
+	epoch int // dead once the org's epoch moves on
+}
+
+// NewServer starts a fake Salesforce on 127.0.0.1 (a free port) and closes it when t ends.
+func NewServer(t testing.TB) *Server {
+	t.Helper()
+	s, err := NewStandaloneServer("127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("sftest: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// NewStandaloneServer starts a fake Salesforce on addr (such as 127.0.0.1:8443) with a fresh CA
+// and a certificate for that address, localhost, 127.0.0.1 and ::1. The caller must Close it.
+func NewStandaloneServer(addr string) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	host, _, _ := net.SplitHostPort(ln.Addr().String())
+	caPEM, leaf, err := newCertificates(host)
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	s := &Server{
+		caPEM:   caPEM,
+		pool:    x509.NewCertPool(),
+		done:    make(chan struct{}),
+		refresh: map[string]*Org{},
+		access:  map[string]*accessGrant{},
+		codes:   map[string]*Org{},
+		apps:    map[string]*Org{},
+		calls:   map[string]int{},
+		perOrg:  map[*Org]int{},
+		slow:    5 * time.Second,
+	}
+	s.pool.AppendCertsFromPEM(caPEM)
+	ts := httptest.NewUnstartedServer(s)
+	_ = ts.Listener.Close()
+	ts.Listener = ln
+	ts.TLS = &tls.Config{Certificates: []tls.Certificate{leaf}, MinVersion: tls.VersionTLS12}
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // TLS noise from refused clients; never tokens
+	ts.StartTLS()
+	s.ts = ts
+	return s, nil
+}
+
+// URL is the server's base URL, https://127.0.0.1:port.
+func (s *Server) URL() string { return s.ts.URL }
+
+// Host is host:port, as it appears in auth URLs and in an allowed-hosts entry.
+func (s *Server) Host() string { return strings.TrimPrefix(s.ts.URL, "https://") }
+
+// CertPool trusts the server's CA.
+func (s *Server) CertPool() *x509.CertPool { return s.pool }
+
+// CACertPEM is the server's CA certificate in PEM.
+func (s *Server) CACertPEM() []byte { return append([]byte(nil), s.caPEM...) }
+
+// Close stops the server, cutting short any FailSlow wait. It is idempotent.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		s.ts.CloseClientConnections()
+		s.ts.Close()
+	})
+}
+
+// FailNext makes the next n requests, whatever their endpoint, fail in mode.
+func (s *Server) FailNext(n int, mode FailMode) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.failures = append(s.failures, failure{mode: mode})
+	}
+}
+
+// RedirectNext makes the next n requests answer 302 Found to location.
+func (s *Server) RedirectNext(n int, location string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.failures = append(s.failures, failure{mode: failRedirect, location: location})
+	}
+}
+
+// SetSlowDelay sets how long a FailSlow request waits (default 5s).
+func (s *Server) SetSlowDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.slow = d
+}
+
+// Calls is the number of HTTP requests received for endpoint since the last ResetCalls:
+// "token", "revoke", "userinfo", "identity", "versions", "resources", "query", "composite",
+// "limits", "user", or "other". The subrequests of a composite call are not HTTP requests and
+// are not counted.
+func (s *Server) Calls(endpoint string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[endpoint]
+}
+
+// TotalCalls is the number of HTTP requests received since the last ResetCalls.
+func (s *Server) TotalCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total
+}
+
+// CallsFor is the number of HTTP requests attributed to o (by its tokens, codes or JWT issuer)
+// since the last ResetCalls.
+func (s *Server) CallsFor(o *Org) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.perOrg[o]
+}
+
+// IssuedSecrets returns every secret the fake ever issued or was given: refresh tokens, access
+// tokens, authorization codes and client secrets. It is for tests proving that none of them
+// leaked into logs, events or status; never print what it returns.
+func (s *Server) IssuedSecrets() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.issued...)
+}
+
+// ResetCalls zeroes every call counter.
+func (s *Server) ResetCalls() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = map[string]int{}
+	s.total = 0
+	s.perOrg = map[*Org]int{}
+}
+
+// ServeHTTP counts the request, applies any injected failure, and answers it.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	ep := endpointOf(r.URL.Path)
+	var body []byte
+	switch {
+	case ep == "token" || ep == "revoke":
+		_ = r.ParseForm()
+	case r.Method == http.MethodPost || r.Method == http.MethodPatch:
+		body, _ = io.ReadAll(r.Body)
+	}
+
+	s.mu.Lock()
+	o := s.attributeLocked(r, ep)
+	if o != nil {
+		s.perOrg[o]++
+	}
+	s.calls[ep]++
+	s.total++
+	var f *failure
+	switch {
+	case len(s.failures) > 0:
+		f = &s.failures[0]
+		s.failures = s.failures[1:]
+	case o != nil && o.failAlways != 0:
+		f = &failure{mode: o.failAlways}
+	}
+	slow := s.slow
+	s.mu.Unlock()
+
+	if f != nil {
+		switch f.mode {
+		case FailSlow:
+			t := time.NewTimer(slow)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			case <-s.done:
+				t.Stop()
+				return
+			}
+		case Fail5xx:
+			restErrorReply(http.StatusInternalServerError, "UNKNOWN_EXCEPTION",
+				"An unexpected error occurred. Please include this ErrorId if you contact support: 1234567890-12345 (-1234567890)").write(w)
+			return
+		case FailHTML:
+			reply{status: http.StatusServiceUnavailable, ctype: "text/html;charset=UTF-8", body: []byte(maintenancePage)}.write(w)
+			return
+		case FailDrop:
+			if hj, ok := w.(http.Hijacker); ok {
+				if conn, _, err := hj.Hijack(); err == nil {
+					_ = conn.Close()
+					return
+				}
+			}
+			panic(http.ErrAbortHandler)
+		case failRedirect:
+			rp := reply{status: http.StatusFound, ctype: "text/html;charset=UTF-8", body: []byte(`<html><body>Moved</body></html>`)}
+			rp.header = http.Header{"Location": {f.location}}
+			rp.write(w)
+			return
+		}
+	}
+
+	s.mu.Lock()
+	rp := s.routeLocked(r, ep, body)
+	s.mu.Unlock()
+	rp.write(w)
+}
+
+// endpointOf names the endpoint of a path, as counted by Calls.
+func endpointOf(p string) string {
+	p = strings.TrimSuffix(p, "/")
+	switch {
+	case p == "/services/oauth2/token":
+		return "token"
+	case p == "/services/oauth2/revoke":
+		return "revoke"
+	case p == "/services/oauth2/userinfo":
+		return "userinfo"
+	case strings.HasPrefix(p, "/id/"):
+		return "identity"
+	case p == "/services/data":
+		return "versions"
+	case !strings.HasPrefix(p, "/services/data/v"):
+		return "other"
+	}
+	parts := strings.Split(strings.TrimPrefix(p, "/services/data/"), "/")
+	switch {
+	case len(parts) == 1:
+		return "resources"
+	case len(parts) == 2 && parts[1] == "query":
+		return "query"
+	case len(parts) == 2 && parts[1] == "composite":
+		return "composite"
+	case len(parts) == 2 && parts[1] == "limits":
+		return "limits"
+	case len(parts) == 4 && parts[1] == "sobjects" && parts[2] == "User":
+		return "user"
+	}
+	return "other"
+}
+
+// reply is an answer computed under the lock and written after it.
+type reply struct {
+	status int
+	ctype  string
+	body   []byte
+	header http.Header
+}
+
+func (rp reply) write(w http.ResponseWriter) {
+	for k, v := range rp.header {
+		w.Header()[k] = v
+	}
+	if rp.ctype != "" {
+		w.Header().Set("Content-Type", rp.ctype)
+	}
+	w.WriteHeader(rp.status)
+	_, _ = w.Write(rp.body)
+}
+
+func (rp *reply) set(k, v string) {
+	if rp.header == nil {
+		rp.header = http.Header{}
+	}
+	rp.header.Set(k, v)
+}
+
+const maintenancePage = `<!DOCTYPE html><html><head><title>Salesforce - Maintenance</title></head>` +
+	`<body><h1>Down for maintenance</h1><p>Salesforce is temporarily unavailable. Please try again later.</p></body></html>`
+
+// dataNotAvailablePage is what a deleted org's host serves, to the token endpoint and the REST
+// API alike. Salesforce's status for it varies; the fake uses 404.
+const dataNotAvailablePage = `<!DOCTYPE html><html><head><title>Data Not Available</title></head>` +
+	`<body><h2>Data Not Available</h2><p>The data you were trying to access could not be found. ` +
+	`It may be due to another user deleting the data or a system error.</p></body></html>`
+
+func orgGoneReply() reply {
+	return reply{status: http.StatusNotFound, ctype: "text/html;charset=UTF-8", body: []byte(dataNotAvailablePage)}
+}
+
+// newCertificates makes a CA and a server certificate for host, localhost, 127.0.0.1 and ::1.
+func newCertificates(host string) (caPEM []byte, leaf tls.Certificate, err error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, tls.Certificate{}, err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "sftest fake Salesforce CA", Organization: []string{"sftest"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(365 * 24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, tls.Certificate{}, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, tls.Certificate{}, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: host},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+	} else if host != "" {
+		tmpl.DNSNames = append(tmpl.DNSNames, host)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, tls.Certificate{}, err
+	}
+	leaf = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	if caPEM == nil {
+		return nil, tls.Certificate{}, fmt.Errorf("sftest: cannot encode the CA certificate")
+	}
+	return caPEM, leaf, nil
+}
