@@ -27,20 +27,6 @@ func getStage(t *testing.T, ns, name string) *sfv1.PipelineStage {
 	return s
 }
 
-func waitStageReady(t *testing.T, ns, name string, status metav1.ConditionStatus, reason string) *sfv1.PipelineStage {
-	t.Helper()
-	var s *sfv1.PipelineStage
-	eventually(t, fmt.Sprintf("PipelineStage %s Ready=%s/%s", name, status, reason), func() string {
-		s = getStage(t, ns, name)
-		c := condition(s.Status.Conditions, sfv1.ConditionReady)
-		if c == nil || c.Status != status || c.Reason != reason || c.ObservedGeneration != s.Generation {
-			return fmt.Sprintf("%+v", c)
-		}
-		return ""
-	})
-	return s
-}
-
 func TestStageFollowsItsOrg(t *testing.T) {
 	ns := newNamespace(t)
 	// GitOps order 1: the stage before the org.

@@ -23,20 +23,6 @@ func getImpl(t *testing.T, ns, name string) *sfv1.SalesforceImplementation {
 	return i
 }
 
-func waitImplReady(t *testing.T, ns, name string, status metav1.ConditionStatus, reason string) *sfv1.SalesforceImplementation {
-	t.Helper()
-	var i *sfv1.SalesforceImplementation
-	eventually(t, fmt.Sprintf("SalesforceImplementation %s Ready=%s/%s", name, status, reason), func() string {
-		i = getImpl(t, ns, name)
-		c := condition(i.Status.Conditions, sfv1.ConditionReady)
-		if c == nil || c.Status != status || c.Reason != reason || c.ObservedGeneration != i.Generation {
-			return fmt.Sprintf("%+v", c)
-		}
-		return ""
-	})
-	return i
-}
-
 func newImpl(ns, name, prod string) *sfv1.SalesforceImplementation {
 	i := &sfv1.SalesforceImplementation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: sfv1.SalesforceImplementationSpec{DisplayName: "Acme Sales Cloud"}}

@@ -277,22 +277,45 @@ func condition(conds []metav1.Condition, typ string) *metav1.Condition {
 	return nil
 }
 
-// orgReady waits until the org's Ready condition, for its current generation, has status and reason.
-func waitOrgReady(t *testing.T, ns, name string, status metav1.ConditionStatus, reason string) *sfv1.SalesforceOrg {
+// conditioned is any of the three kinds.
+type conditioned interface {
+	client.Object
+	GetConditions() []metav1.Condition
+}
+
+// waitReady waits until obj's Ready condition, for its current generation, has status and
+// reason, and returns the object as last read.
+func waitReady[T conditioned](t *testing.T, obj T, status metav1.ConditionStatus, reason string) T {
 	t.Helper()
-	var org *sfv1.SalesforceOrg
-	eventually(t, fmt.Sprintf("SalesforceOrg %s Ready=%s/%s", name, status, reason), func() string {
-		org = getOrg(t, ns, name)
-		c := condition(org.Status.Conditions, sfv1.ConditionReady)
+	eventually(t, fmt.Sprintf("%T %s Ready=%s/%s", obj, obj.GetName(), status, reason), func() string {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err.Error()
+		}
+		c := condition(obj.GetConditions(), sfv1.ConditionReady)
 		if c == nil {
 			return "no Ready condition"
 		}
-		if c.Status != status || c.Reason != reason || c.ObservedGeneration != org.Generation {
-			return fmt.Sprintf("Ready=%s reason=%s gen=%d/%d: %s", c.Status, c.Reason, c.ObservedGeneration, org.Generation, c.Message)
+		if c.Status != status || c.Reason != reason || c.ObservedGeneration != obj.GetGeneration() {
+			return fmt.Sprintf("Ready=%s reason=%s gen=%d/%d: %s", c.Status, c.Reason, c.ObservedGeneration, obj.GetGeneration(), c.Message)
 		}
 		return ""
 	})
-	return org
+	return obj
+}
+
+func waitOrgReady(t *testing.T, ns, name string, status metav1.ConditionStatus, reason string) *sfv1.SalesforceOrg {
+	t.Helper()
+	return waitReady(t, &sfv1.SalesforceOrg{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, status, reason)
+}
+
+func waitStageReady(t *testing.T, ns, name string, status metav1.ConditionStatus, reason string) *sfv1.PipelineStage {
+	t.Helper()
+	return waitReady(t, &sfv1.PipelineStage{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, status, reason)
+}
+
+func waitImplReady(t *testing.T, ns, name string, status metav1.ConditionStatus, reason string) *sfv1.SalesforceImplementation {
+	t.Helper()
+	return waitReady(t, &sfv1.SalesforceImplementation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, status, reason)
 }
 
 // kubectl runs the real kubectl against the test apiserver and returns its standard output.

@@ -1,5 +1,7 @@
 package v1alpha1
 
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 // Condition types. Ready, Reconciling and Stalled follow the kstatus contract, so kubectl wait,
 // Argo CD and Flux read health without custom checks.
 const (
@@ -83,3 +85,12 @@ const (
 	// ReasonDeletingMembers: the implementation is deleting its member orgs (deletionPolicy: Delete).
 	ReasonDeletingMembers = "DeletingMembers"
 )
+
+// GetConditions returns the org's status conditions.
+func (o *SalesforceOrg) GetConditions() []metav1.Condition { return o.Status.Conditions }
+
+// GetConditions returns the stage's status conditions.
+func (s *PipelineStage) GetConditions() []metav1.Condition { return s.Status.Conditions }
+
+// GetConditions returns the implementation's status conditions.
+func (i *SalesforceImplementation) GetConditions() []metav1.Condition { return i.Status.Conditions }

@@ -1,0 +1,28 @@
+package index
+
+import (
+	"testing"
+
+	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
+)
+
+func TestStageNames(t *testing.T) {
+	stage := func(name, pipeline string) sfv1.PipelineStage {
+		s := sfv1.PipelineStage{Spec: sfv1.PipelineStageSpec{Pipeline: pipeline}}
+		s.Name = name
+		return s
+	}
+	for _, tc := range []struct {
+		stages []sfv1.PipelineStage
+		want   string
+	}{
+		{[]sfv1.PipelineStage{stage("release-uat", "release"), stage("hotfix-uat", "hotfix")}, "hotfix/uat, release/uat"},
+		{[]sfv1.PipelineStage{stage("uat", "release")}, "release/uat"},
+		{[]sfv1.PipelineStage{stage("release", "release")}, "release/release"},
+		{[]sfv1.PipelineStage{stage("release-", "release")}, "release/release-"},
+	} {
+		if got := StageNames(tc.stages); got != tc.want {
+			t.Errorf("StageNames = %q, want %q", got, tc.want)
+		}
+	}
+}
