@@ -441,3 +441,65 @@ func TestNoCredentialLeaks(t *testing.T) {
 		}
 	}
 }
+
+// Every error class of the client becomes its condition reason, Stalled when only a person can
+// fix it and Reconciling when a retry can.
+func TestErrorClassesBecomeReasons(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		break_    func(fo *sftest.Org)
+		reason    string
+		transient bool
+	}{
+		{"inactive user", func(fo *sftest.Org) { fo.SetInactiveUser(true) }, sfv1.ReasonCredentialRejected, false},
+		{"rate limited", func(fo *sftest.Org) { fo.SetRateLimited(true) }, sfv1.ReasonRateLimited, true},
+		{"api disabled", func(fo *sftest.Org) { fo.SetAPIDisabled(true) }, sfv1.ReasonAPIDisabled, false},
+		{"org gone", func(fo *sftest.Org) { fo.Delete() }, sfv1.ReasonOrgGone, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := newNamespace(t)
+			fo, _ := connectedOrg(t, ns, "o", sftest.Production, sfv1.OrgTypeProduction)
+			tokensBefore := fakeSF.Calls("token")
+			tc.break_(fo)
+			requestCheck(t, ns, "o")
+			got := waitOrgReady(t, ns, "o", metav1.ConditionFalse, tc.reason)
+			stalledC := condition(got.Status.Conditions, sfv1.ConditionStalled)
+			reconcilingC := condition(got.Status.Conditions, sfv1.ConditionReconciling)
+			if tc.transient != (reconcilingC != nil) || tc.transient == (stalledC != nil) {
+				t.Errorf("transient=%v but Stalled=%v Reconciling=%v", tc.transient, stalledC != nil, reconcilingC != nil)
+			}
+			if tc.reason == sfv1.ReasonRateLimited {
+				// Rate limiting never re-authenticates, however often it retries.
+				eventually(t, "a retry", func() string {
+					if getOrg(t, ns, "o").Status.ConsecutiveFailures < 2 {
+						return "one failure so far"
+					}
+					return ""
+				})
+				if n := fakeSF.Calls("token") - tokensBefore; n != 0 {
+					t.Errorf("rate limiting caused %d token requests", n)
+				}
+				fo.SetRateLimited(false)
+				waitOrgReady(t, ns, "o", metav1.ConditionTrue, sfv1.ReasonConnected)
+			}
+		})
+	}
+}
+
+// An auth URL for a host outside Salesforce's domains is refused before any byte is sent.
+func TestHostNotAllowed(t *testing.T) {
+	ns := newNamespace(t)
+	before := fakeSF.TotalCalls()
+	putSecret(t, ns, "evil-auth", "force://PlatformCLI::5Aep861_not_a_real_token@login.example.com")
+	mustCreate(t, newOrg(ns, "evil", sfv1.OrgTypeProduction, "evil-auth"))
+	got := waitOrgReady(t, ns, "evil", metav1.ConditionFalse, sfv1.ReasonHostNotAllowed)
+	if msg := condition(got.Status.Conditions, sfv1.ConditionReady).Message; !strings.Contains(msg, "login.example.com") || strings.Contains(msg, "5Aep861") {
+		t.Errorf("HostNotAllowed message: %s", msg)
+	}
+	if c := condition(got.Status.Conditions, sfv1.ConditionStalled); c == nil {
+		t.Errorf("HostNotAllowed should be Stalled")
+	}
+	if n := fakeSF.TotalCalls() - before; n != 0 {
+		t.Errorf("%d calls made", n)
+	}
+}

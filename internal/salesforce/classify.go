@@ -50,7 +50,7 @@ func (c *Client) transportError(ctx context.Context, host string, err error) *Er
 	var h *hostNotAllowedError
 	if errors.As(err, &h) {
 		return &Error{Reason: ReasonHostNotAllowed, Message: h.Error() + "; nothing was sent. " +
-			"Only Salesforce's own domains are contacted unless the operator's allowed hosts name another one"}
+			"Only Salesforce's own domains are contacted: fix the host in the auth URL, or add it to the operator's --salesforce-allowed-hosts flag"}
 	}
 	if ctx.Err() != nil {
 		return &Error{Reason: ReasonUnreachable, Retryable: true, cause: ctx.Err(),
