@@ -114,12 +114,13 @@ func (r *SalesforceOrgReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		}
 	}()
 
-	if err := r.recordUsage(ctx, org); err != nil {
+	holders, err := r.recordUsage(ctx, org)
+	if err != nil {
 		sum = retrying(sfv1.ReasonProgressing, "Listing the pipeline stages that use this org failed: %v", err)
 		return ctrl.Result{}, err
 	}
 	if !org.DeletionTimestamp.IsZero() {
-		return r.reconcileDelete(ctx, org, &sum)
+		return r.reconcileDelete(ctx, org, holders, &sum)
 	}
 
 	if v, ok := org.Annotations[sfv1.ReconcileRequestedAtAnnotation]; ok {
@@ -127,7 +128,8 @@ func (r *SalesforceOrgReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 
 	// Orgs that are not meant to be checked make no call at all, not even to read their Secret.
-	if idle, s := r.idleReason(ctx, org); idle {
+	impl, implFound := r.implementation(ctx, org)
+	if idle, s := idleReason(org, holders, impl); idle {
 		sum = s
 		org.Status.Connection = sfv1.ConnectionUnknown
 		setConnected(org, metav1.ConditionUnknown, s.reason, s.message)
@@ -135,14 +137,15 @@ func (r *SalesforceOrgReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, nil
 	}
 
-	return r.reconcileConnection(ctx, org, &sum)
+	return r.reconcileConnection(ctx, org, implFound, &sum)
 }
 
-// recordUsage writes status.usedBy and stageCount from the stage index.
-func (r *SalesforceOrgReconciler) recordUsage(ctx context.Context, org *sfv1.SalesforceOrg) error {
+// recordUsage writes status.usedBy and stageCount from the stage index, and returns the stages
+// that hold the org (Active, not being deleted).
+func (r *SalesforceOrgReconciler) recordUsage(ctx context.Context, org *sfv1.SalesforceOrg) ([]sfv1.PipelineStage, error) {
 	stages, err := index.StagesForOrg(ctx, r.Client, org.Namespace, org.Name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var names []string
 	for _, s := range stages {
@@ -152,16 +155,11 @@ func (r *SalesforceOrgReconciler) recordUsage(ctx context.Context, org *sfv1.Sal
 	}
 	org.Status.UsedBy = names
 	org.Status.StageCount = int32(len(names))
-	return nil
+	return index.Active(stages), nil
 }
 
 // reconcileDelete releases the finalizer once no Active stage maps to the org. No Salesforce call.
-func (r *SalesforceOrgReconciler) reconcileDelete(ctx context.Context, org *sfv1.SalesforceOrg, sum *summary) (ctrl.Result, error) {
-	active, err := index.ActiveStagesForOrg(ctx, r.Client, org.Namespace, org.Name)
-	if err != nil {
-		*sum = retrying(sfv1.ReasonProgressing, "Listing the pipeline stages that use this org failed: %v", err)
-		return ctrl.Result{}, err
-	}
+func (r *SalesforceOrgReconciler) reconcileDelete(ctx context.Context, org *sfv1.SalesforceOrg, active []sfv1.PipelineStage, sum *summary) (ctrl.Result, error) {
 	if len(active) > 0 {
 		*sum = stalled(sfv1.ReasonDeletionBlocked,
 			"Deletion waits: the org is mapped to active pipeline stages %s. Remove it from those stages, or set them Inactive.",
@@ -186,19 +184,17 @@ func (r *SalesforceOrgReconciler) reconcileDelete(ctx context.Context, org *sfv1
 }
 
 // idleReason says whether the org is out of use (Inactive, or its implementation suspended).
-func (r *SalesforceOrgReconciler) idleReason(ctx context.Context, org *sfv1.SalesforceOrg) (bool, summary) {
+// holders are the stages that hold the org.
+func idleReason(org *sfv1.SalesforceOrg, holders []sfv1.PipelineStage, impl *sfv1.SalesforceImplementation) (bool, summary) {
 	if !org.IsActive() {
-		if len(org.Status.UsedBy) > 0 {
-			active, err := index.ActiveStagesForOrg(ctx, r.Client, org.Namespace, org.Name)
-			if err == nil && len(active) > 0 {
-				return true, notReady(sfv1.ReasonInUseWhileInactive,
-					"The org is Inactive but mapped to active pipeline stages %s: set them Inactive or map them to another org, or set this org Active.",
-					index.StageNames(active))
-			}
+		if len(holders) > 0 {
+			return true, notReady(sfv1.ReasonInUseWhileInactive,
+				"The org is Inactive but mapped to active pipeline stages %s: set them Inactive or map them to another org, or set this org Active.",
+				index.StageNames(holders))
 		}
 		return true, readyTrue(sfv1.ReasonInactive, "The org is Inactive: it is not checked.")
 	}
-	if impl := r.implementation(ctx, org); impl != nil && impl.Spec.Suspend {
+	if impl != nil && impl.Spec.Suspend {
 		return true, readyTrue(sfv1.ReasonImplementationSuspended,
 			"SalesforceImplementation %q is suspended: the org is not checked.", impl.Name)
 	}
@@ -206,8 +202,8 @@ func (r *SalesforceOrgReconciler) idleReason(ctx context.Context, org *sfv1.Sale
 }
 
 // implementation is the org's implementation: the one its implementationRef names, else one whose
-// productionOrgRef names it. nil when there is none.
-func (r *SalesforceOrgReconciler) implementation(ctx context.Context, org *sfv1.SalesforceOrg) *sfv1.SalesforceImplementation {
+// productionOrgRef names it. found is false when implementationRef names one that does not exist.
+func (r *SalesforceOrgReconciler) implementation(ctx context.Context, org *sfv1.SalesforceOrg) (impl *sfv1.SalesforceImplementation, found bool) {
 	name := ""
 	if org.Spec.ImplementationRef != nil {
 		name = org.Spec.ImplementationRef.Name
@@ -215,17 +211,18 @@ func (r *SalesforceOrgReconciler) implementation(ctx context.Context, org *sfv1.
 		name = names[0]
 	}
 	if name == "" {
-		return nil
+		return nil, true
 	}
-	impl := &sfv1.SalesforceImplementation{}
+	impl = &sfv1.SalesforceImplementation{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: org.Namespace, Name: name}, impl); err != nil {
-		return nil
+		return nil, !apierrors.IsNotFound(err)
 	}
-	return impl
+	return impl, true
 }
 
 // reconcileConnection: credentials, then (when due) the check, then what the facts say.
-func (r *SalesforceOrgReconciler) reconcileConnection(ctx context.Context, org *sfv1.SalesforceOrg, sum *summary) (ctrl.Result, error) {
+// implFound is false when spec.implementationRef names no implementation.
+func (r *SalesforceOrgReconciler) reconcileConnection(ctx context.Context, org *sfv1.SalesforceOrg, implFound bool, sum *summary) (ctrl.Result, error) {
 	m := r.mem(org.UID)
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -257,7 +254,7 @@ func (r *SalesforceOrgReconciler) reconcileConnection(ctx context.Context, org *
 
 	now := time.Now()
 	if wait := r.untilDue(org, secret.ResourceVersion, m, now); wait > 0 {
-		*sum = r.summarizeKnown(ctx, org)
+		*sum = r.summarizeKnown(ctx, org, implFound)
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 
@@ -281,7 +278,7 @@ func (r *SalesforceOrgReconciler) reconcileConnection(ctx context.Context, org *
 	if err != nil {
 		return r.checkFailed(ctx, org, err, sum)
 	}
-	r.checkSucceeded(ctx, org, &res.Facts, now, sum)
+	r.checkSucceeded(ctx, org, &res.Facts, now, implFound, sum)
 	return ctrl.Result{RequeueAfter: r.nextCheckIn(org, now)}, nil
 }
 
@@ -402,7 +399,7 @@ func (r *SalesforceOrgReconciler) checkFailed(ctx context.Context, org *sfv1.Sal
 	return ctrl.Result{RequeueAfter: r.nextCheckIn(org, time.Now())}, nil
 }
 
-func (r *SalesforceOrgReconciler) checkSucceeded(ctx context.Context, org *sfv1.SalesforceOrg, f *salesforce.OrgFacts, now time.Time, sum *summary) {
+func (r *SalesforceOrgReconciler) checkSucceeded(ctx context.Context, org *sfv1.SalesforceOrg, f *salesforce.OrgFacts, now time.Time, implFound bool, sum *summary) {
 	expected := org.Spec.OrgID
 	if expected == "" {
 		expected = org.Status.OrgID
@@ -442,7 +439,7 @@ func (r *SalesforceOrgReconciler) checkSucceeded(ctx context.Context, org *sfv1.
 	if !wasConnected {
 		r.Notify.normal(ctx, org, sfv1.ReasonConnected, "Check", "%s", msg)
 	}
-	*sum = r.summarizeKnown(ctx, org)
+	*sum = r.summarizeKnown(ctx, org, implFound)
 }
 
 // setDisconnectedOnce marks the connection failed with reason, warning only on a transition.
@@ -458,7 +455,7 @@ func (r *SalesforceOrgReconciler) setDisconnectedOnce(ctx context.Context, org *
 
 // summarizeKnown derives Ready from what status already knows, without calling Salesforce:
 // the last check's outcome, then the declared-versus-found rules.
-func (r *SalesforceOrgReconciler) summarizeKnown(ctx context.Context, org *sfv1.SalesforceOrg) summary {
+func (r *SalesforceOrgReconciler) summarizeKnown(ctx context.Context, org *sfv1.SalesforceOrg, implFound bool) summary {
 	c := meta.FindStatusCondition(org.Status.Conditions, sfv1.ConditionConnected)
 	if c == nil {
 		return notReady(sfv1.ReasonProgressing, "Not checked yet.")
@@ -485,7 +482,7 @@ func (r *SalesforceOrgReconciler) summarizeKnown(ctx context.Context, org *sfv1.
 				holder, org.Namespace)
 		}
 	}
-	if ref := org.Spec.ImplementationRef; ref != nil && r.implementation(ctx, org) == nil {
+	if ref := org.Spec.ImplementationRef; ref != nil && !implFound {
 		return notReady(sfv1.ReasonImplementationNotFound,
 			"Connected, but spec.implementationRef names SalesforceImplementation %q, which does not exist: create it or remove implementationRef.", ref.Name)
 	}

@@ -76,13 +76,18 @@ func ActiveStagesForOrg(ctx context.Context, r client.Reader, namespace, org str
 	if err != nil {
 		return nil, err
 	}
-	active := all[:0]
-	for _, s := range all {
+	return Active(all), nil
+}
+
+// Active keeps the stages that hold their org: Active and not being deleted.
+func Active(stages []sfv1.PipelineStage) []sfv1.PipelineStage {
+	var active []sfv1.PipelineStage
+	for _, s := range stages {
 		if s.IsActive() && s.DeletionTimestamp.IsZero() {
 			active = append(active, s)
 		}
 	}
-	return active, nil
+	return active
 }
 
 // StageNames formats stages the way refusals name them: "pipeline/stage", sorted, comma separated.
