@@ -213,3 +213,24 @@ func TestStatusSubresource(t *testing.T) {
 		t.Errorf("observedGeneration not reported")
 	}
 }
+
+// The samples a newcomer copies apply cleanly, through the CRD schema and the webhooks.
+func TestSamplesApply(t *testing.T) {
+	ns := newNamespace(t)
+	out := kubectl(t, "apply", "-n", ns, "-f", "../config/samples/secret.yaml")
+	out += kubectl(t, "apply", "-n", ns, "-k", "../config/samples")
+	for _, want := range []string{"secret/acme-prod-auth created", "salesforceorg.salesforce.sfops.io/acme-prod created",
+		"salesforceorg.salesforce.sfops.io/acme-uat created", "salesforceorg.salesforce.sfops.io/acme-devhub created",
+		"pipelinestage.salesforce.sfops.io/release-uat created", "salesforceimplementation.salesforce.sfops.io/acme created"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kubectl apply of the samples lacks %q:\n%s", want, out)
+		}
+	}
+	// The sample Secret holds a placeholder, not an auth URL: refused with the fix, and no call is made.
+	org := waitOrgReady(t, ns, "acme-prod", metav1.ConditionFalse, sfv1.ReasonAuthURLInvalid)
+	if msg := condition(org.Status.Conditions, sfv1.ConditionReady).Message; msg != `Secret "acme-prod-auth" key "sfdxAuthUrl": An auth URL starts with force://; generate it with `+
+		"`sf org display --target-org <alias> --verbose --json` and use result.sfdxAuthUrl as printed." {
+		t.Errorf("message: %s", msg)
+	}
+	waitOrgReady(t, ns, "acme-uat", metav1.ConditionFalse, sfv1.ReasonSecretNotFound)
+}

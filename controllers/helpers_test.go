@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
+	"github.com/sfops/salesforce-operator/internal/salesforce"
 )
 
 // Pure unit tests of the decisions the org reconciler makes; the envtest suite covers the rest.
@@ -112,6 +114,21 @@ func TestDefaultDevHubHolderIsTheOldest(t *testing.T) {
 	} {
 		if got := DefaultDevHubHolder(tc.orgs); got != tc.want {
 			t.Errorf("holder = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+func TestSentence(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{&salesforce.Error{Reason: salesforce.ReasonCredentialRejected, Message: "expired access/refresh token (invalid_grant)"}, "Expired access/refresh token (invalid_grant)."},
+		{&salesforce.Error{Reason: salesforce.ReasonServerError, Message: "Salesforce answered 503."}, "Salesforce answered 503."},
+		{errors.New("boom"), "Boom."},
+	} {
+		if got := sentence(tc.err); got != tc.want {
+			t.Errorf("sentence(%v) = %q, want %q", tc.err, got, tc.want)
 		}
 	}
 }

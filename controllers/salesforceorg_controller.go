@@ -307,7 +307,7 @@ func (r *SalesforceOrgReconciler) readCredential(ctx context.Context, org *sfv1.
 	}
 	u, err := salesforce.ParseAuthURL(string(raw))
 	if err != nil {
-		return nil, nil, stalled(sfv1.ReasonAuthURLInvalid, "Secret %q key %q: %v", name, key, err)
+		return nil, nil, stalled(sfv1.ReasonAuthURLInvalid, "Secret %q key %q: %s", name, key, sentence(err))
 	}
 	return secret, &u, summary{}
 }
@@ -369,6 +369,25 @@ func isTransientReason(reason string) bool {
 	return false
 }
 
+// sentence is a client error as condition messages want it: the human text without the
+// "salesforce: Reason:" prefix (the reason is the condition's), capitalised, ending in a period.
+func sentence(err error) string {
+	msg := err.Error()
+	var se *salesforce.Error
+	if errors.As(err, &se) && se.Message != "" {
+		msg = se.Message
+	}
+	msg = strings.TrimSpace(msg)
+	if msg == "" {
+		return msg
+	}
+	msg = strings.ToUpper(msg[:1]) + msg[1:]
+	if !strings.HasSuffix(msg, ".") {
+		msg += "."
+	}
+	return msg
+}
+
 func reasonOf(err error) string {
 	if err == nil {
 		return sfv1.ReasonConnected
@@ -381,7 +400,7 @@ func reasonOf(err error) string {
 
 func (r *SalesforceOrgReconciler) checkFailed(ctx context.Context, org *sfv1.SalesforceOrg, err error, sum *summary) (ctrl.Result, error) {
 	reason := reasonOf(err)
-	msg := err.Error()
+	msg := sentence(err)
 	prev := connectedBefore(org)
 	org.Status.ConsecutiveFailures++
 	org.Status.Connection = sfv1.ConnectionDisconnected

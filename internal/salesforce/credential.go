@@ -84,7 +84,7 @@ func (a AuthURL) validate(c *Client) error {
 	if _, err := c.allow.check(a.Host); err != nil {
 		return &Error{Reason: ReasonHostNotAllowed, Message: fmt.Sprintf("refusing to send the refresh token to %s: %s; "+
 			"an auth URL must name the org's own Salesforce domain (such as mydomain.my.salesforce.com), "+
-			"and any other host must be added to the operator's allowed hosts first", a.Host, hostWhy(err))}
+			"and any other host must first be added to the operator's --salesforce-allowed-hosts flag", a.Host, hostWhy(err))}
 	}
 	return nil
 }
@@ -179,7 +179,7 @@ func (j JWTBearer) validate(c *Client) error {
 	}
 	if _, err := c.allow.check(u.Host); err != nil {
 		return &Error{Reason: ReasonHostNotAllowed, Message: fmt.Sprintf("refusing to send a JWT assertion to %s: %s; "+
-			"use a Salesforce login host, or add it to the operator's allowed hosts first", u.Host, hostWhy(err))}
+			"use a Salesforce login host, or add it to the operator's --salesforce-allowed-hosts flag first", u.Host, hostWhy(err))}
 	}
 	return nil
 }
