@@ -18,15 +18,6 @@ import (
 	"github.com/sfops/salesforce-operator/internal/salesforce/sftest"
 )
 
-func getStage(t *testing.T, ns, name string) *sfv1.PipelineStage {
-	t.Helper()
-	s := &sfv1.PipelineStage{}
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, s); err != nil {
-		t.Fatalf("getting PipelineStage %s: %v", name, err)
-	}
-	return s
-}
-
 func TestStageFollowsItsOrg(t *testing.T) {
 	ns := newNamespace(t)
 	// GitOps order 1: the stage before the org.

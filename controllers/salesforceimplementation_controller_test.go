@@ -14,15 +14,6 @@ import (
 	"github.com/sfops/salesforce-operator/internal/salesforce/sftest"
 )
 
-func getImpl(t *testing.T, ns, name string) *sfv1.SalesforceImplementation {
-	t.Helper()
-	i := &sfv1.SalesforceImplementation{}
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, i); err != nil {
-		t.Fatalf("getting SalesforceImplementation %s: %v", name, err)
-	}
-	return i
-}
-
 func newImpl(ns, name, prod string) *sfv1.SalesforceImplementation {
 	i := &sfv1.SalesforceImplementation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: sfv1.SalesforceImplementationSpec{DisplayName: "Acme Sales Cloud"}}

@@ -259,13 +259,28 @@ func consistently(t *testing.T, d time.Duration, what string, cond func() string
 	}
 }
 
+// get reads obj's current state from the API server, failing the test if it cannot.
+func get[T client.Object](t *testing.T, obj T, ns, name string) T {
+	t.Helper()
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, obj); err != nil {
+		t.Fatalf("getting %T %s/%s: %v", obj, ns, name, err)
+	}
+	return obj
+}
+
 func getOrg(t *testing.T, ns, name string) *sfv1.SalesforceOrg {
 	t.Helper()
-	o := &sfv1.SalesforceOrg{}
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, o); err != nil {
-		t.Fatalf("getting SalesforceOrg %s/%s: %v", ns, name, err)
-	}
-	return o
+	return get(t, &sfv1.SalesforceOrg{}, ns, name)
+}
+
+func getStage(t *testing.T, ns, name string) *sfv1.PipelineStage {
+	t.Helper()
+	return get(t, &sfv1.PipelineStage{}, ns, name)
+}
+
+func getImpl(t *testing.T, ns, name string) *sfv1.SalesforceImplementation {
+	t.Helper()
+	return get(t, &sfv1.SalesforceImplementation{}, ns, name)
 }
 
 func condition(conds []metav1.Condition, typ string) *metav1.Condition {

@@ -378,13 +378,23 @@ func (s *Server) urlsLocked(o *Org) obj {
 	}
 }
 
-func (s *Server) userinfoLocked(r *http.Request) reply {
+// grantOrgLocked is the prologue of the endpoints a bearer token opens (userinfo, identity): the
+// token's org, or the answer Salesforce gives a deleted org or a bad token.
+func (s *Server) grantOrgLocked(r *http.Request) (*Org, reply, bool) {
 	o, gone := s.liveGrantLocked(r)
 	switch {
 	case gone:
-		return orgGoneReply()
+		return nil, orgGoneReply(), false
 	case o == nil:
-		return plainForbidden("Bad_OAuth_Token")
+		return nil, plainForbidden("Bad_OAuth_Token"), false
+	}
+	return o, reply{}, true
+}
+
+func (s *Server) userinfoLocked(r *http.Request) reply {
+	o, refused, ok := s.grantOrgLocked(r)
+	if !ok {
+		return refused
 	}
 	inst := s.instanceURLLocked(o)
 	return jsonReply(http.StatusOK, obj{
@@ -412,12 +422,9 @@ func (s *Server) userinfoLocked(r *http.Request) reply {
 }
 
 func (s *Server) identityLocked(r *http.Request) reply {
-	o, gone := s.liveGrantLocked(r)
-	switch {
-	case gone:
-		return orgGoneReply()
-	case o == nil:
-		return plainForbidden("Bad_OAuth_Token")
+	o, refused, ok := s.grantOrgLocked(r)
+	if !ok {
+		return refused
 	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	if len(parts) != 3 || parts[1] != o.orgID || parts[2] != o.userID {

@@ -241,96 +241,96 @@ func (o *Org) AuthorizationCode() string {
 // RevokeRefreshTokens revokes every refresh token and every access token of the org: the token
 // endpoint answers invalid_grant "expired access/refresh token", REST answers 401.
 func (o *Org) RevokeRefreshTokens() {
-	o.s.mu.Lock()
-	defer o.s.mu.Unlock()
-	o.valid = map[string]bool{}
-	o.epoch++
+	o.locked(func() {
+		o.valid = map[string]bool{}
+		o.epoch++
+	})
 }
 
 // SetRotateRefreshTokens turns refresh-token rotation on or off: when on, every refresh answer
 // carries a new refresh_token and the one used is dead.
 func (o *Org) SetRotateRefreshTokens(on bool) {
-	o.s.mu.Lock()
-	defer o.s.mu.Unlock()
-	o.rotate = on
+	o.locked(func() {
+		o.rotate = on
+	})
 }
 
 // ExpireAccessTokens ends every session: the next REST call answers 401 INVALID_SESSION_ID.
 func (o *Org) ExpireAccessTokens() {
-	o.s.mu.Lock()
-	defer o.s.mu.Unlock()
-	o.epoch++
+	o.locked(func() {
+		o.epoch++
+	})
 }
 
 // RefreshSandbox does what a sandbox refresh does: a new org id, every old token dead, API usage
 // reset, and a fresh refresh token that AuthURL returns.
 func (o *Org) RefreshSandbox() {
-	o.s.mu.Lock()
-	defer o.s.mu.Unlock()
-	o.orgID = newID("00D")
-	o.epoch++
-	o.valid = map[string]bool{}
-	o.apiUsed = 0
-	o.newRefreshTokenLocked()
+	o.locked(func() {
+		o.orgID = newID("00D")
+		o.epoch++
+		o.valid = map[string]bool{}
+		o.apiUsed = 0
+		o.newRefreshTokenLocked()
+	})
 }
 
 // Delete deletes the org (or lets a scratch org expire): its token endpoint and REST API answer
 // 404 with the HTML "Data Not Available" page, for every token it ever issued.
 func (o *Org) Delete() {
-	o.s.mu.Lock()
-	defer o.s.mu.Unlock()
-	o.deleted = true
-	o.epoch++
+	o.locked(func() {
+		o.deleted = true
+		o.epoch++
+	})
 }
 
 // SetRateLimited makes every REST call answer 403 REQUEST_LIMIT_EXCEEDED "TotalRequests Limit
 // exceeded." (as does using up DailyAPIMax). The token endpoint is not affected.
 func (o *Org) SetRateLimited(on bool) {
-	o.s.mu.Lock()
-	defer o.s.mu.Unlock()
-	o.rateLimited = on
+	o.locked(func() {
+		o.rateLimited = on
+	})
 }
 
 // SetLoginRateLimited makes the token endpoint answer 400 rate_limit_exceeded for this org.
 func (o *Org) SetLoginRateLimited(on bool) {
-	o.s.mu.Lock()
-	defer o.s.mu.Unlock()
-	o.loginRateLimited = on
+	o.locked(func() {
+		o.loginRateLimited = on
+	})
 }
 
 // SetAPIDisabled makes every REST call answer 403 API_DISABLED_FOR_ORG.
 func (o *Org) SetAPIDisabled(on bool) {
-	o.s.mu.Lock()
-	defer o.s.mu.Unlock()
-	o.apiDisabled = on
+	o.locked(func() {
+		o.apiDisabled = on
+	})
 }
 
 // SetInactiveUser deactivates (or reactivates) the user: the token endpoint answers
 // invalid_grant "inactive user", and deactivating ends every session.
 func (o *Org) SetInactiveUser(on bool) {
-	o.s.mu.Lock()
-	defer o.s.mu.Unlock()
-	o.inactive = on
-	if on {
-		o.epoch++
-	}
+	o.locked(func() {
+		o.inactive = on
+		if on {
+			o.epoch++
+		}
+	})
 }
 
 // SetInstanceURL makes the token endpoint answer this instance_url ("" restores the server's
 // URL): for testing a client's refusal of an instance outside its allow-list.
 func (o *Org) SetInstanceURL(u string) {
-	o.s.mu.Lock()
-	defer o.s.mu.Unlock()
-	o.instanceURL = u
+	o.locked(func() {
+		o.instanceURL = u
+	})
 }
 
 // FailAlways makes every request attributed to this org (by its tokens, codes or JWT issuer) fail
 // in mode until FailAlways(0). Unlike Server.FailNext, which fails the next requests whoever sends
 // them, it is safe when other tests share the server.
 func (o *Org) FailAlways(mode FailMode) {
-	o.s.mu.Lock()
-	defer o.s.mu.Unlock()
-	o.failAlways = mode
+	o.locked(func() {
+		o.failAlways = mode
+	})
 }
 
 // APIUsage is the org's DailyApiRequests used and max.
@@ -366,4 +366,11 @@ func (o *Org) JWT() (consumerKey, username string, privateKeyPEM []byte) {
 		panic(err)
 	}
 	return o.consumerKey, o.spec.Username, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+}
+
+// locked runs f holding the server's lock: every knob changes state the handlers read under it.
+func (o *Org) locked(f func()) {
+	o.s.mu.Lock()
+	defer o.s.mu.Unlock()
+	f()
 }
