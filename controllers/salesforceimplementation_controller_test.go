@@ -44,12 +44,18 @@ func TestImplementationMembershipAndHealth(t *testing.T) {
 	member(t, ns, "prod", "acme", sftest.Production, sfv1.OrgTypeProduction)
 	member(t, ns, "uat", "acme", sftest.Sandbox, sfv1.OrgTypeSandbox)
 	dev := member(t, ns, "dev", "acme", sftest.DeveloperEdition, sfv1.OrgTypeDeveloperEdition)
-	impl := waitImplReady(t, ns, "acme", metav1.ConditionTrue, sfv1.ReasonConnected)
-	if impl.Status.Production == nil || impl.Status.Production.Name != "prod" || impl.Status.Production.OrgID == "" ||
-		impl.Status.Production.Connection != sfv1.ConnectionConnected || len(impl.Status.Sandboxes) != 2 ||
-		impl.Status.OrgCount != 3 || impl.Status.ConnectedCount != 3 {
-		t.Errorf("status: %+v", impl.Status)
-	}
+	// Ready can be True with two members for a moment, before the third reaches the cache: wait
+	// for the whole summary, not for the first True.
+	eventually(t, "three connected members", func() string {
+		impl := getImpl(t, ns, "acme")
+		c := condition(impl.Status.Conditions, sfv1.ConditionReady)
+		if c == nil || c.Status != metav1.ConditionTrue || impl.Status.Production == nil || impl.Status.Production.Name != "prod" ||
+			impl.Status.Production.OrgID == "" || impl.Status.Production.Connection != sfv1.ConnectionConnected ||
+			len(impl.Status.Sandboxes) != 2 || impl.Status.OrgCount != 3 || impl.Status.ConnectedCount != 3 {
+			return fmt.Sprintf("status: %+v", impl.Status)
+		}
+		return ""
+	})
 	out := kubectl(t, "get", "sfimpl", "-n", ns)
 	if !containsLine(out, "acme", "Acme", "Sales", "Cloud", "prod", "3", "3", "false", "True") {
 		t.Errorf("kubectl get sfimpl:\n%s", out)
@@ -59,7 +65,7 @@ func TestImplementationMembershipAndHealth(t *testing.T) {
 	dev.RevokeRefreshTokens()
 	dev.ExpireAccessTokens()
 	requestCheck(t, ns, "dev")
-	impl = waitImplReady(t, ns, "acme", metav1.ConditionFalse, sfv1.ReasonMembersDisconnected)
+	impl := waitImplReady(t, ns, "acme", metav1.ConditionFalse, sfv1.ReasonMembersDisconnected)
 	if msg := condition(impl.Status.Conditions, sfv1.ConditionReady).Message; msg != "Not connected: dev (Disconnected)." || impl.Status.ConnectedCount != 2 {
 		t.Errorf("message %q connected=%d", msg, impl.Status.ConnectedCount)
 	}
