@@ -127,7 +127,7 @@ func TestColumnsAndFieldSelectors(t *testing.T) {
 
 	out := kubectl(t, "get", "sforg", "-n", ns)
 	header := strings.Fields(strings.SplitN(out, "\n", 2)[0])
-	if strings.Join(header, " ") != "NAME TYPE STATE CONNECTION ORG ID STAGES AGE" {
+	if strings.Join(header, " ") != "NAME TYPE STATE CONNECTION ORG ID STAGES READY AGE" {
 		t.Errorf("kubectl get sforg header: %q", header)
 	}
 	if !containsLine(out, "uat", "Sandbox", "Active", "Disconnected", "2") {

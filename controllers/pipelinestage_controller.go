@@ -42,7 +42,7 @@ func (r *PipelineStageReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	defer func() {
 		stage.Status.ObservedGeneration = stage.Generation
 		setKstatus(&stage.Status.Conditions, stage.Generation, sum)
-		if err := patcher.patch(ctx, stage); err != nil {
+		if err := patcher.patch(ctx, stage, func(o client.Object) any { return o.(*sfv1.PipelineStage).Status }); err != nil {
 			retErr = errors.Join(retErr, err)
 		}
 	}()

@@ -4,24 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
 	"github.com/sfops/salesforce-operator/internal/index"
+	"github.com/sfops/salesforce-operator/internal/rules"
 )
 
-// ImplementationFinalizer lets the controller apply spec.deletionPolicy before the implementation goes.
+// ImplementationFinalizer lets the controller apply deletionPolicy: Delete before the
+// implementation goes. Under Orphan there is nothing to do at deletion, so there is no finalizer.
 const ImplementationFinalizer = "salesforce.sfops.io/deletion-policy"
 
 // SalesforceImplementationReconciler summarises an implementation's member orgs, records its
@@ -32,7 +33,7 @@ type SalesforceImplementationReconciler struct {
 	Notify notifier
 }
 
-// +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceimplementations,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceimplementations,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceimplementations/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceimplementations/finalizers,verbs=update
 // +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceorgs,verbs=delete
@@ -43,9 +44,15 @@ func (r *SalesforceImplementationReconciler) Reconcile(ctx context.Context, req 
 	if err := r.Get(ctx, req.NamespacedName, impl); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if impl.DeletionTimestamp.IsZero() && controllerutil.AddFinalizer(impl, ImplementationFinalizer) {
-		if err := r.Update(ctx, impl); err != nil {
-			return ctrl.Result{}, client.IgnoreNotFound(err)
+	if impl.DeletionTimestamp.IsZero() {
+		var err error
+		if impl.Spec.DeletionPolicy == sfv1.DeletionPolicyDelete {
+			err = addFinalizer(ctx, r.Client, impl, ImplementationFinalizer)
+		} else {
+			err = removeFinalizer(ctx, r.Client, impl, ImplementationFinalizer)
+		}
+		if err != nil {
+			return ctrl.Result{}, err
 		}
 	}
 	patcher := newStatusPatcher(r.Client, impl)
@@ -53,12 +60,12 @@ func (r *SalesforceImplementationReconciler) Reconcile(ctx context.Context, req 
 	defer func() {
 		impl.Status.ObservedGeneration = impl.Generation
 		setKstatus(&impl.Status.Conditions, impl.Generation, sum)
-		if err := patcher.patch(ctx, impl); err != nil {
+		if err := patcher.patch(ctx, impl, func(o client.Object) any { return o.(*sfv1.SalesforceImplementation).Status }); err != nil {
 			retErr = errors.Join(retErr, err)
 		}
 	}()
 
-	members, err := r.members(ctx, impl)
+	members, err := rules.Members(ctx, r.Client, impl)
 	if err != nil {
 		sum = retrying(sfv1.ReasonProgressing, "Listing the member orgs failed: %v", err)
 		return ctrl.Result{}, err
@@ -76,42 +83,19 @@ func (r *SalesforceImplementationReconciler) Reconcile(ctx context.Context, req 
 		r.Notify.normal(ctx, impl, "Resumed", "Resume", "Resumed: the member orgs are checked again.")
 	}
 
-	sum = r.summarize(ctx, impl, members)
+	claimedBy, err := rules.ProductionClaimedBy(ctx, r.Client, impl)
+	if err != nil {
+		sum = retrying(sfv1.ReasonProgressing, "Listing the implementations failed: %v", err)
+		return ctrl.Result{}, err
+	}
+	sum = r.summarize(impl, members, claimedBy)
 	return ctrl.Result{}, nil
 }
 
-// members lists the orgs that joined through spec.implementationRef, plus the productionOrgRef org.
-func (r *SalesforceImplementationReconciler) members(ctx context.Context, impl *sfv1.SalesforceImplementation) ([]sfv1.SalesforceOrg, error) {
-	var list sfv1.SalesforceOrgList
-	if err := r.List(ctx, &list, client.InNamespace(impl.Namespace),
-		client.MatchingFields{index.OrgImplementation: impl.Name}); err != nil {
-		return nil, err
-	}
-	members := list.Items
-	if ref := impl.Spec.ProductionOrgRef; ref != nil && !containsOrg(members, ref.Name) {
-		prod := &sfv1.SalesforceOrg{}
-		err := r.Get(ctx, types.NamespacedName{Namespace: impl.Namespace, Name: ref.Name}, prod)
-		if err == nil {
-			members = append(members, *prod)
-		} else if !apierrors.IsNotFound(err) {
-			return nil, err
-		}
-	}
-	sort.Slice(members, func(i, j int) bool { return members[i].Name < members[j].Name })
-	return members, nil
-}
-
-func containsOrg(orgs []sfv1.SalesforceOrg, name string) bool {
-	for i := range orgs {
-		if orgs[i].Name == name {
-			return true
-		}
-	}
-	return false
-}
-
-// summarize fills production, sandboxes and the counts, and decides Ready.
-func (r *SalesforceImplementationReconciler) summarize(_ context.Context, impl *sfv1.SalesforceImplementation, members []sfv1.SalesforceOrg) summary {
+// summarize fills production, sandboxes and the counts, and decides Ready. Counts and the Ready
+// message speak of the members that are meant to be connected: the production org and the
+// Active members.
+func (r *SalesforceImplementationReconciler) summarize(impl *sfv1.SalesforceImplementation, members []sfv1.SalesforceOrg, claimedBy string) summary {
 	prodName := ""
 	if ref := impl.Spec.ProductionOrgRef; ref != nil {
 		prodName = ref.Name
@@ -128,6 +112,7 @@ func (r *SalesforceImplementationReconciler) summarize(_ context.Context, impl *
 	impl.Status.OrgCount, impl.Status.ConnectedCount = 0, 0
 	var prod *sfv1.SalesforceOrg
 	var down []string
+	expected := 0
 	for i := range members {
 		m := &members[i]
 		ms := sfv1.MemberStatus{Name: m.Name, OrgID: m.Status.OrgID, Connection: m.Status.Connection}
@@ -144,8 +129,11 @@ func (r *SalesforceImplementationReconciler) summarize(_ context.Context, impl *
 		} else {
 			impl.Status.Sandboxes = append(impl.Status.Sandboxes, ms)
 		}
-		if (m.Name == prodName || m.IsActive()) && ms.Connection != sfv1.ConnectionConnected {
-			down = append(down, fmt.Sprintf("%s (%s)", m.Name, ms.Connection))
+		if m.Name == prodName || m.IsActive() {
+			expected++
+			if ms.Connection != sfv1.ConnectionConnected {
+				down = append(down, fmt.Sprintf("%s (%s)", m.Name, ms.Connection))
+			}
 		}
 	}
 
@@ -153,16 +141,19 @@ func (r *SalesforceImplementationReconciler) summarize(_ context.Context, impl *
 	case impl.Spec.Suspend:
 		return readyTrue(sfv1.ReasonSuspended, "Suspended since %s: the member orgs are not checked.",
 			impl.Status.SuspendedAt.UTC().Format(time.RFC3339))
+	case claimedBy != "" && claimedBy < impl.Name:
+		return stalled(sfv1.ReasonProductionOrgClaimed,
+			"productionOrgRef names SalesforceOrg %q, which is already the production org of SalesforceImplementation %q: name another org.", prodName, claimedBy)
 	case prodName != "" && prod == nil:
 		return notReady(sfv1.ReasonProductionOrgNotFound,
-			"productionOrgRef names SalesforceOrg %q, which does not exist (yet) in namespace %q.", prodName, impl.Namespace)
+			"productionOrgRef names SalesforceOrg %q, which does not exist (yet) in namespace %q, or belongs to another implementation.", prodName, impl.Namespace)
 	case prod != nil && prod.Spec.Type != sfv1.OrgTypeProduction:
 		return stalled(sfv1.ReasonProductionOrgWrongType,
 			"productionOrgRef names SalesforceOrg %q, which is of type %s: name an org of type Production.", prodName, prod.Spec.Type)
 	case len(down) > 0:
 		return notReady(sfv1.ReasonMembersDisconnected, "Not connected: %s.", strings.Join(down, ", "))
 	}
-	return readyTrue(sfv1.ReasonConnected, "All %d member orgs are connected.", impl.Status.ConnectedCount)
+	return readyTrue(sfv1.ReasonConnected, "All %d active member orgs are connected.", expected)
 }
 
 // reconcileDelete applies the deletion policy, then releases the finalizer.
@@ -171,9 +162,9 @@ func (r *SalesforceImplementationReconciler) reconcileDelete(ctx context.Context
 		var blocked []string
 		for i := range members {
 			m := &members[i]
-			stages, err := index.ActiveStagesForOrg(ctx, r.Client, m.Namespace, m.Name)
+			stages, err := rules.StagesHolding(ctx, r.Client, m.Namespace, m.Name)
 			if err != nil {
-				*sum = retrying(sfv1.ReasonProgressing, "Listing the pipeline stages of %q failed: %v", m.Name, err)
+				*sum = retrying(sfv1.ReasonProgressing, "%v", err)
 				return ctrl.Result{}, err
 			}
 			if len(stages) > 0 {
@@ -196,19 +187,17 @@ func (r *SalesforceImplementationReconciler) reconcileDelete(ctx context.Context
 		return ctrl.Result{}, nil // member deletions and stage changes bring us back
 	}
 	*sum = notReady(sfv1.ReasonProgressing, "Deleting.")
-	if controllerutil.RemoveFinalizer(impl, ImplementationFinalizer) {
-		if err := r.Update(ctx, impl); err != nil {
-			return ctrl.Result{}, client.IgnoreNotFound(err)
-		}
-	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, removeFinalizer(ctx, r.Client, impl, ImplementationFinalizer)
 }
 
-// SetupWithManager watches implementations and their member orgs (old and new membership both).
+// SetupWithManager watches implementations, their member orgs (old and new membership both), and
+// the stages of those orgs (a stage set Inactive can unblock a deletion).
 func (r *SalesforceImplementationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&sfv1.SalesforceImplementation{}).
 		Watches(&sfv1.SalesforceOrg{}, handler.EnqueueRequestsFromMapFunc(r.implementationsForOrg)).
+		Watches(&sfv1.PipelineStage{}, handler.EnqueueRequestsFromMapFunc(r.implementationsForStage),
+			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate{}))).
 		Named("salesforceimplementation").
 		Complete(r)
 }
@@ -219,23 +208,18 @@ func (r *SalesforceImplementationReconciler) implementationsForOrg(ctx context.C
 	if ref := org.Spec.ImplementationRef; ref != nil {
 		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: org.Namespace, Name: ref.Name}})
 	}
-	for _, name := range ImplementationsNamingProduction(ctx, r.Client, org) {
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: org.Namespace, Name: name}})
+	claims, _ := rules.ImplementationsNamingProduction(ctx, r.Client, org.Namespace, org.Name)
+	for _, impl := range claims {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&impl)})
 	}
 	return reqs
 }
 
-// ImplementationsNamingProduction lists the implementations whose productionOrgRef names org.
-func ImplementationsNamingProduction(ctx context.Context, c client.Reader, org *sfv1.SalesforceOrg) []string {
-	var list sfv1.SalesforceImplementationList
-	if err := c.List(ctx, &list, client.InNamespace(org.Namespace)); err != nil {
+func (r *SalesforceImplementationReconciler) implementationsForStage(ctx context.Context, o client.Object) []reconcile.Request {
+	s := o.(*sfv1.PipelineStage)
+	org := &sfv1.SalesforceOrg{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: s.Namespace, Name: s.Spec.OrgRef.Name}, org); err != nil {
 		return nil
 	}
-	var names []string
-	for _, impl := range list.Items {
-		if ref := impl.Spec.ProductionOrgRef; ref != nil && ref.Name == org.Name {
-			names = append(names, impl.Name)
-		}
-	}
-	return names
+	return r.implementationsForOrg(ctx, org)
 }

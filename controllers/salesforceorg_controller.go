@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -15,20 +13,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
 	"github.com/sfops/salesforce-operator/internal/index"
+	"github.com/sfops/salesforce-operator/internal/rules"
 	"github.com/sfops/salesforce-operator/internal/salesforce"
 )
 
@@ -38,18 +28,22 @@ const OrgFinalizer = "salesforce.sfops.io/in-use-protection"
 
 // Checker is the part of the Salesforce client the org reconciler uses.
 type Checker interface {
-	Check(ctx context.Context, cred salesforce.Credential) (*salesforce.CheckResult, error)
+	CheckWith(ctx context.Context, cred salesforce.Credential, persist salesforce.Persist) (*salesforce.CheckResult, error)
 	Forget(cred salesforce.Credential)
 }
 
 // SalesforceOrgReconciler keeps a SalesforceOrg's status true: it validates the credential,
-// checks the connection every spec.checkInterval, and records the org's facts.
+// checks the connection every spec.checkInterval, saves rotated refresh tokens, and records the
+// org's facts.
 type SalesforceOrgReconciler struct {
 	client.Client
 	// APIReader reads Secrets straight from the API server: Secret data is never cached.
-	APIReader  client.Reader
-	Salesforce Checker
-	Notify     notifier
+	APIReader client.Reader
+	// SecretMetadata reads Secrets' metadata from the manager's metadata-only cache, to decide
+	// whether a check is due without reading the Secret.
+	SecretMetadata client.Reader
+	Salesforce     Checker
+	Notify         notifier
 
 	// RetryBase is the first back-off after a transient failure (doubling, capped at the
 	// check interval). Zero means 10s.
@@ -59,37 +53,50 @@ type SalesforceOrgReconciler struct {
 	// MaxConcurrentReconciles bounds parallel checks. Zero means 8.
 	MaxConcurrentReconciles int
 
-	// memory is what a reconcile must remember and the API server must not hold, by org UID.
+	// startedAt is when this manager started: overdue first checks are spread from here.
+	startedAt time.Time
+	// memory is what this manager remembers of its own work, by org UID (*orgMemory). A key's
+	// reconciles never run at once (the work queue serialises them), so an entry needs no lock.
 	memory sync.Map
 }
 
-// orgMemory is per-org state kept in the manager's memory only.
+// orgMemory is what this manager remembers of one org between reconciles.
 type orgMemory struct {
-	mu sync.Mutex
-	// secretVersion is the resourceVersion of the Secret at the last check: a new one re-checks at once.
-	secretVersion string
-	// pendingRotation is a rotated auth URL that could not yet be written back to the Secret.
-	pendingRotation *rotation
-	// lastCred is the credential last used, so it can be forgotten when the org goes.
+	// written is the status this manager last wrote after a check. The cache can serve an older
+	// one for a moment (our own Secret write-back wakes the org at once); the newer one wins.
+	written *sfv1.SalesforceOrgStatus
+	// lastCred is the credential last used, so that it can be forgotten when the org goes.
 	lastCred salesforce.Credential
+	// probedSecretVersion is the auth Secret version whose writability was last probed.
+	probedSecretVersion string
 }
 
-// rotation is a refresh-token rotation: old is what the Secret held, rotated what replaces it.
-type rotation struct{ old, rotated salesforce.AuthURL }
-
-func (r *SalesforceOrgReconciler) mem(uid types.UID) *orgMemory {
-	m, _ := r.memory.LoadOrStore(uid, &orgMemory{})
-	return m.(*orgMemory)
+// orgScope is everything one reconcile of an org works from, loaded once.
+type orgScope struct {
+	org *sfv1.SalesforceOrg
+	// holders are the Active stages (not being deleted) that map to the org.
+	holders []sfv1.PipelineStage
+	// impl is the org's implementation; implNamed its name, also when it does not exist.
+	impl      *sfv1.SalesforceImplementation
+	implNamed string
+	mem       *orgMemory
+	// checkedBefore: this manager has checked the org since it started.
+	checkedBefore bool
+	// checked: this reconcile ran a check (its outcome is in status).
+	checked bool
+	// writtenSecretVersion is the auth Secret's version after this reconcile wrote it.
+	writtenSecretVersion string
 }
 
-// +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceorgs,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceorgs,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceorgs/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceorgs/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
-// Reconcile runs the fixed prologue, then the chain: in-use bookkeeping, credentials, connection, facts.
+// Reconcile runs the fixed prologue, then the phases in order:
+// usage → delete | implementation → idle → due? → credential (and rotation) → check → summarise.
 func (r *SalesforceOrgReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	org := &sfv1.SalesforceOrg{}
 	if err := r.Get(ctx, req.NamespacedName, org); err != nil {
@@ -98,54 +105,91 @@ func (r *SalesforceOrgReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	// The finalizer goes on first: its Update returns the stored object, which the status patch below diffs against.
-	if org.DeletionTimestamp.IsZero() && controllerutil.AddFinalizer(org, OrgFinalizer) {
-		if err := r.Update(ctx, org); err != nil {
-			return ctrl.Result{}, client.IgnoreNotFound(err)
+	if org.DeletionTimestamp.IsZero() {
+		if err := addFinalizer(ctx, r.Client, org, OrgFinalizer); err != nil {
+			return ctrl.Result{}, err
 		}
 	}
+	sc := r.loadScope(org)
 	patcher := newStatusPatcher(r.Client, org)
-	var sum summary
 	defer func() {
-		org.Status.ObservedGeneration = org.Generation
-		setKstatus(&org.Status.Conditions, org.Generation, sum)
-		if err := patcher.patch(ctx, org); err != nil {
+		if err := patcher.patch(ctx, org, orgStatus); err != nil {
 			retErr = errors.Join(retErr, err)
+		} else if sc.checked {
+			sc.mem.written = org.Status.DeepCopy()
 		}
 	}()
 
-	holders, err := r.recordUsage(ctx, org)
-	if err != nil {
-		sum = retrying(sfv1.ReasonProgressing, "Listing the pipeline stages that use this org failed: %v", err)
-		return ctrl.Result{}, err
+	sum, after, err := r.phases(ctx, sc)
+	sum, result, retErr, handled := conclude(err, sum, after)
+	gen := org.Status.ObservedGeneration
+	if handled {
+		gen = org.Generation
+		org.Status.ObservedGeneration = gen
 	}
-	if !org.DeletionTimestamp.IsZero() {
-		return r.reconcileDelete(ctx, org, holders, &sum)
-	}
-
-	if v, ok := org.Annotations[sfv1.ReconcileRequestedAtAnnotation]; ok {
-		defer func() { org.Status.LastHandledReconcileAt = v }()
-	}
-
-	// Orgs that are not meant to be checked make no call at all, not even to read their Secret.
-	impl, implFound := r.implementation(ctx, org)
-	if idle, s := idleReason(org, holders, impl); idle {
-		sum = s
-		org.Status.Connection = sfv1.ConnectionUnknown
-		setConnected(org, metav1.ConditionUnknown, s.reason, s.message)
-		orgConnected.WithLabelValues(org.Namespace, org.Name).Set(0)
-		return ctrl.Result{}, nil
-	}
-
-	return r.reconcileConnection(ctx, org, implFound, &sum)
+	setKstatus(&org.Status.Conditions, gen, sum)
+	return result, retErr
 }
 
-// recordUsage writes status.usedBy and stageCount from the stage index, and returns the stages
-// that hold the org (Active, not being deleted).
-func (r *SalesforceOrgReconciler) recordUsage(ctx context.Context, org *sfv1.SalesforceOrg) ([]sfv1.PipelineStage, error) {
-	stages, err := index.StagesForOrg(ctx, r.Client, org.Namespace, org.Name)
+func orgStatus(o client.Object) any { return o.(*sfv1.SalesforceOrg).Status }
+
+// loadScope pairs the org with this manager's memory of it. When the memory holds a newer check
+// than the cached org (our own status write has not reached the cache yet), the memory wins.
+func (r *SalesforceOrgReconciler) loadScope(org *sfv1.SalesforceOrg) *orgScope {
+	m, _ := r.memory.LoadOrStore(org.UID, &orgMemory{})
+	sc := &orgScope{org: org, mem: m.(*orgMemory)}
+	if w := sc.mem.written; w != nil {
+		sc.checkedBefore = true
+		if org.Status.LastCheckTime == nil || w.LastCheckTime.After(org.Status.LastCheckTime.Time) {
+			usedBy, count := org.Status.UsedBy, org.Status.StageCount
+			org.Status = *w.DeepCopy()
+			org.Status.UsedBy, org.Status.StageCount = usedBy, count
+		}
+	}
+	return sc
+}
+
+// phases runs the chain and returns the success summary with the time to the next reconcile, or
+// the typed error of the phase that stopped it.
+func (r *SalesforceOrgReconciler) phases(ctx context.Context, sc *orgScope) (summary, time.Duration, error) {
+	if err := r.usage(ctx, sc); err != nil {
+		return summary{}, 0, err
+	}
+	if !sc.org.DeletionTimestamp.IsZero() {
+		return r.deletion(ctx, sc)
+	}
+	if v, ok := sc.org.Annotations[sfv1.ReconcileRequestedAtAnnotation]; ok && v != sc.org.Status.LastHandledReconcileAt {
+		defer func() { sc.org.Status.LastHandledReconcileAt = v }()
+	}
+	if err := r.implementation(ctx, sc); err != nil {
+		return summary{}, 0, err
+	}
+	if sum, idle := r.idle(sc); idle {
+		return sum, 0, nil
+	}
+	secretVersion, err := r.dueCredential(ctx, sc)
 	if err != nil {
-		return nil, err
+		return summary{}, 0, err
+	}
+	if wait := r.dueIn(sc.org, secretVersion, sc.checkedBefore, time.Now()); wait > 0 {
+		return r.summarise(ctx, sc, wait)
+	}
+	cred, secret, err := r.credential(ctx, sc)
+	if err != nil {
+		return summary{}, 0, err
+	}
+	if secret.ResourceVersion != secretVersion && r.dueIn(sc.org, secret.ResourceVersion, true, time.Now()) > 0 {
+		// The cache lagged behind the Secret: the version it has was already checked.
+		return r.summarise(ctx, sc, r.nextCheckIn(sc.org, time.Now()))
+	}
+	return r.check(ctx, sc, cred, secret.ResourceVersion)
+}
+
+// usage writes status.usedBy and stageCount from the stage index, and keeps the stages that hold the org.
+func (r *SalesforceOrgReconciler) usage(ctx context.Context, sc *orgScope) error {
+	stages, err := index.StagesForOrg(ctx, r.Client, sc.org.Namespace, sc.org.Name)
+	if err != nil {
+		return unhandled(err, "Listing the pipeline stages that use this org failed")
 	}
 	var names []string
 	for _, s := range stages {
@@ -153,220 +197,295 @@ func (r *SalesforceOrgReconciler) recordUsage(ctx context.Context, org *sfv1.Sal
 			names = append(names, s.Name)
 		}
 	}
-	org.Status.UsedBy = names
-	org.Status.StageCount = int32(len(names))
-	return index.Active(stages), nil
+	sc.org.Status.UsedBy = names
+	sc.org.Status.StageCount = int32(len(names))
+	sc.holders = index.Active(stages)
+	return nil
 }
 
-// reconcileDelete releases the finalizer once no Active stage maps to the org. No Salesforce call.
-func (r *SalesforceOrgReconciler) reconcileDelete(ctx context.Context, org *sfv1.SalesforceOrg, active []sfv1.PipelineStage, sum *summary) (ctrl.Result, error) {
-	if len(active) > 0 {
-		*sum = stalled(sfv1.ReasonDeletionBlocked,
+// deletion releases the finalizer once no Active stage maps to the org. No Salesforce call.
+func (r *SalesforceOrgReconciler) deletion(ctx context.Context, sc *orgScope) (summary, time.Duration, error) {
+	if len(sc.holders) > 0 {
+		return summary{}, 0, stall(0, sfv1.ReasonDeletionBlocked,
 			"Deletion waits: the org is mapped to active pipeline stages %s. Remove it from those stages, or set them Inactive.",
-			index.StageNames(active))
-		return ctrl.Result{}, nil // the stage watch brings us back
+			index.StageNames(sc.holders))
 	}
-	m := r.mem(org.UID)
-	m.mu.Lock()
-	if m.lastCred != nil {
-		r.Salesforce.Forget(m.lastCred)
+	if sc.mem.lastCred != nil {
+		r.Salesforce.Forget(sc.mem.lastCred)
 	}
-	m.mu.Unlock()
-	r.memory.Delete(org.UID)
-	forgetOrgMetrics(org.Namespace, org.Name)
-	*sum = notReady(sfv1.ReasonProgressing, "Deleting.")
-	if controllerutil.RemoveFinalizer(org, OrgFinalizer) {
-		if err := r.Update(ctx, org); err != nil {
-			return ctrl.Result{}, client.IgnoreNotFound(err)
-		}
+	r.memory.Delete(sc.org.UID)
+	forgetOrgMetrics(sc.org.Namespace, sc.org.Name)
+	if err := removeFinalizer(ctx, r.Client, sc.org, OrgFinalizer); err != nil {
+		return summary{}, 0, unhandled(err, "Removing the finalizer failed")
 	}
-	return ctrl.Result{}, nil
+	return notReady(sfv1.ReasonProgressing, "Deleting."), 0, nil
 }
 
-// idleReason says whether the org is out of use (Inactive, or its implementation suspended).
-// holders are the stages that hold the org.
-func idleReason(org *sfv1.SalesforceOrg, holders []sfv1.PipelineStage, impl *sfv1.SalesforceImplementation) (bool, summary) {
-	if !org.IsActive() {
-		if len(holders) > 0 {
-			return true, notReady(sfv1.ReasonInUseWhileInactive,
-				"The org is Inactive but mapped to active pipeline stages %s: set them Inactive or map them to another org, or set this org Active.",
-				index.StageNames(holders))
-		}
-		return true, readyTrue(sfv1.ReasonInactive, "The org is Inactive: it is not checked.")
-	}
-	if impl != nil && impl.Spec.Suspend {
-		return true, readyTrue(sfv1.ReasonImplementationSuspended,
-			"SalesforceImplementation %q is suspended: the org is not checked.", impl.Name)
-	}
-	return false, summary{}
-}
-
-// implementation is the org's implementation: the one its implementationRef names, else one whose
-// productionOrgRef names it. found is false when implementationRef names one that does not exist.
-func (r *SalesforceOrgReconciler) implementation(ctx context.Context, org *sfv1.SalesforceOrg) (impl *sfv1.SalesforceImplementation, found bool) {
-	name := ""
-	if org.Spec.ImplementationRef != nil {
-		name = org.Spec.ImplementationRef.Name
-	} else if names := ImplementationsNamingProduction(ctx, r.Client, org); len(names) > 0 {
-		name = names[0]
-	}
-	if name == "" {
-		return nil, true
-	}
-	impl = &sfv1.SalesforceImplementation{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: org.Namespace, Name: name}, impl); err != nil {
-		return nil, !apierrors.IsNotFound(err)
-	}
-	return impl, true
-}
-
-// reconcileConnection: credentials, then (when due) the check, then what the facts say.
-// implFound is false when spec.implementationRef names no implementation.
-func (r *SalesforceOrgReconciler) reconcileConnection(ctx context.Context, org *sfv1.SalesforceOrg, implFound bool, sum *summary) (ctrl.Result, error) {
-	m := r.mem(org.UID)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-
-	secret, cred, s := r.readCredential(ctx, org)
-	if cred == nil {
-		*sum = s
-		org.Status.Connection = sfv1.ConnectionDisconnected
-		setConnected(org, metav1.ConditionFalse, s.reason, s.message)
-		orgConnected.WithLabelValues(org.Namespace, org.Name).Set(0)
-		if !s.stalled { // the API server failed us: retry
-			return ctrl.Result{RequeueAfter: r.retryBase()}, nil
-		}
-		return ctrl.Result{RequeueAfter: r.interval(org)}, nil
-	}
-
-	// A rotation that could not be persisted is written before anything else, then the Secret re-read.
-	if p := m.pendingRotation; p != nil {
-		if err := r.persistRotation(ctx, org, secret, p.old, p.rotated, m); err != nil {
-			*sum = retrying(sfv1.ReasonSecretUpdateFailed, "%v", err)
-			return ctrl.Result{RequeueAfter: r.retryBase()}, nil
-		}
-		m.pendingRotation = nil
-		if secret, cred, s = r.readCredential(ctx, org); cred == nil {
-			*sum = s
-			return ctrl.Result{RequeueAfter: r.retryBase()}, nil
-		}
-	}
-
-	now := time.Now()
-	if wait := r.untilDue(org, secret.ResourceVersion, m, now); wait > 0 {
-		*sum = r.summarizeKnown(ctx, org, implFound)
-		return ctrl.Result{RequeueAfter: wait}, nil
-	}
-
-	m.lastCred = *cred
-	m.secretVersion = secret.ResourceVersion
-	checkCtx, cancel := context.WithTimeout(ctx, r.checkTimeout())
-	res, err := r.Salesforce.Check(checkCtx, *cred)
-	cancel()
-	org.Status.LastCheckTime = &metav1.Time{Time: now}
-	checkDuration.WithLabelValues(reasonOf(err)).Observe(time.Since(now).Seconds())
-
-	// A rotation comes first, even when the rest of the check failed: the old token is already dead.
-	if res != nil && res.RotatedAuthURL != nil {
-		if perr := r.persistRotation(ctx, org, secret, *cred, *res.RotatedAuthURL, m); perr != nil {
-			m.pendingRotation = &rotation{old: *cred, rotated: *res.RotatedAuthURL}
-			*sum = retrying(sfv1.ReasonSecretUpdateFailed, "%v", perr)
-			return ctrl.Result{RequeueAfter: r.retryBase()}, nil
-		}
-		m.lastCred = *res.RotatedAuthURL
-	}
+// implementation finds the org's implementation. A failed lookup stops the reconcile: a member
+// of a suspended implementation must never be checked because a List failed.
+func (r *SalesforceOrgReconciler) implementation(ctx context.Context, sc *orgScope) error {
+	impl, named, err := rules.ImplementationOf(ctx, r.Client, sc.org)
 	if err != nil {
-		return r.checkFailed(ctx, org, err, sum)
+		return unhandled(err, "Finding the org's implementation failed")
 	}
-	r.checkSucceeded(ctx, org, &res.Facts, now, implFound, sum)
-	return ctrl.Result{RequeueAfter: r.nextCheckIn(org, now)}, nil
+	sc.impl, sc.implNamed = impl, named
+	return nil
 }
 
-// readCredential reads the Secret directly (never from a cache) and parses the auth URL.
-func (r *SalesforceOrgReconciler) readCredential(ctx context.Context, org *sfv1.SalesforceOrg) (*corev1.Secret, *salesforce.AuthURL, summary) {
+// idle says whether the org is out of use (Inactive, or its implementation suspended): then
+// nothing is called, not even its Secret read.
+func (r *SalesforceOrgReconciler) idle(sc *orgScope) (summary, bool) {
+	org := sc.org
+	var sum summary
+	switch {
+	case !org.IsActive() && len(sc.holders) > 0:
+		sum = notReady(sfv1.ReasonInUseWhileInactive,
+			"The org is Inactive but mapped to active pipeline stages %s: set them Inactive or map them to another org, or set this org Active.",
+			index.StageNames(sc.holders))
+	case !org.IsActive():
+		sum = readyTrue(sfv1.ReasonInactive, "The org is Inactive: it is not checked.")
+	case sc.impl != nil && sc.impl.Spec.Suspend:
+		sum = readyTrue(sfv1.ReasonImplementationSuspended,
+			"SalesforceImplementation %q is suspended: the org is not checked.", sc.impl.Name)
+	default:
+		return summary{}, false
+	}
+	org.Status.Connection = sfv1.ConnectionUnknown
+	setCondition(org, sfv1.ConditionConnected, metav1.ConditionUnknown, sum.reason, sum.message)
+	orgConnected.WithLabelValues(org.Namespace, org.Name).Set(0)
+	return sum, true
+}
+
+// dueCredential is the auth Secret's resourceVersion as the metadata cache has it. A Secret that
+// does not exist stalls the org without a read: its creation wakes the org.
+func (r *SalesforceOrgReconciler) dueCredential(ctx context.Context, sc *orgScope) (string, error) {
+	org := sc.org
+	name, key := org.Spec.AuthSecretRef.Name, org.AuthSecretKey()
+	meta := secretMeta()
+	err := r.SecretMetadata.Get(ctx, types.NamespacedName{Namespace: org.Namespace, Name: name}, meta)
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", r.credentialFailed(ctx, sc, "", sfv1.ReasonSecretNotFound,
+			"Secret %q not found in namespace %q: create it with the org's SFDX auth URL under key %q (kubectl create secret generic %s --from-literal=%s=\"$(sf org auth show-sfdx-auth-url --target-org <alias> --json | jq -r .result.sfdxAuthUrl)\").",
+			name, org.Namespace, key, name, key)
+	case err != nil:
+		return "", unhandled(err, "Reading Secret %q failed", name)
+	}
+	return meta.ResourceVersion, nil
+}
+
+func secretMeta() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	return m
+}
+
+// secretExists asks the metadata cache whether a Secret exists.
+func (r *SalesforceOrgReconciler) secretExists(ctx context.Context, key types.NamespacedName) (bool, error) {
+	err := r.SecretMetadata.Get(ctx, key, secretMeta())
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// credential reads the auth Secret (directly, never from a cache), parses the auth URL, restores
+// a reverted rotation, and probes whether a rotation could be saved.
+func (r *SalesforceOrgReconciler) credential(ctx context.Context, sc *orgScope) (salesforce.AuthURL, *corev1.Secret, error) {
+	org := sc.org
 	name, key := org.Spec.AuthSecretRef.Name, org.AuthSecretKey()
 	secret := &corev1.Secret{}
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: org.Namespace, Name: name}, secret); err != nil {
+	if err := r.APIReader.Get(quiet(ctx), types.NamespacedName{Namespace: org.Namespace, Name: name}, secret); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, nil, stalled(sfv1.ReasonSecretNotFound,
-				"Secret %q not found in namespace %q: create it with the org's SFDX auth URL under key %q (kubectl create secret generic %s --from-literal=%s=\"$(sf org display --target-org <alias> --verbose --json | jq -r .result.sfdxAuthUrl)\").",
-				name, org.Namespace, key, name, key)
+			return salesforce.AuthURL{}, nil, r.credentialFailed(ctx, sc, "", sfv1.ReasonSecretNotFound,
+				"Secret %q not found in namespace %q: create it with the org's SFDX auth URL under key %q.", name, org.Namespace, key)
 		}
-		return nil, nil, retrying(sfv1.ReasonProgressing, "Reading Secret %q failed: %v", name, err)
+		return salesforce.AuthURL{}, nil, unhandled(err, "Reading Secret %q failed", name)
 	}
 	raw, ok := secret.Data[key]
 	if !ok {
-		keys := make([]string, 0, len(secret.Data))
-		for k := range secret.Data {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		return nil, nil, stalled(sfv1.ReasonSecretKeyNotFound,
-			"Secret %q has no key %q (it has: %s): put the SFDX auth URL under %q, or set spec.authSecretRef.key to the key that holds it.",
-			name, key, strings.Join(keys, ", "), key)
+		return salesforce.AuthURL{}, nil, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonSecretKeyNotFound,
+			"Secret %q has no key %q: put the SFDX auth URL under %q, or set spec.authSecretRef.key to the key that holds it.",
+			name, key, key)
 	}
-	u, err := salesforce.ParseAuthURL(string(raw))
+	cred, err := salesforce.ParseAuthURL(string(raw))
 	if err != nil {
-		return nil, nil, stalled(sfv1.ReasonAuthURLInvalid, "Secret %q key %q: %s", name, key, sentence(err))
+		return salesforce.AuthURL{}, nil, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonAuthURLInvalid,
+			"Secret %q key %q: %s", name, key, sentence(err))
 	}
-	return secret, &u, summary{}
+	if cred, err = r.restoreReverted(ctx, sc, cred); err != nil {
+		return cred, nil, err
+	}
+	if sc.writtenSecretVersion != "" {
+		secret.ResourceVersion = sc.writtenSecretVersion
+	}
+	r.probeWritable(ctx, sc, secret)
+	return cred, secret, nil
 }
 
-// untilDue is zero when a check is due now, else how long until it is.
-func (r *SalesforceOrgReconciler) untilDue(org *sfv1.SalesforceOrg, secretVersion string, m *orgMemory, now time.Time) time.Duration {
+// credentialFailed records a credential that cannot be used as checked (for the Secret version
+// it read) and stalls: nothing changes until a person fixes the Secret, whose change wakes the org.
+func (r *SalesforceOrgReconciler) credentialFailed(ctx context.Context, sc *orgScope, secretVersion, reason, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	org := sc.org
+	org.Status.LastCheckTime = &metav1.Time{Time: time.Now()}
+	org.Status.CheckedSecretVersion = secretVersion
+	sc.checked = true
+	r.setDisconnected(ctx, org, reason, msg)
+	return stall(r.interval(org), reason, "%s", msg)
+}
+
+// check calls Salesforce (the client persists a rotation before it uses the new token) and
+// records the outcome.
+func (r *SalesforceOrgReconciler) check(ctx context.Context, sc *orgScope, cred salesforce.AuthURL, secretVersion string) (summary, time.Duration, error) {
+	org := sc.org
+	now := time.Now()
+	sc.mem.lastCred = cred
+	checkCtx, cancel := context.WithTimeout(ctx, r.checkTimeout())
+	res, err := r.Salesforce.CheckWith(checkCtx, cred, r.persistFor(sc, cred))
+	cancel()
+	checkDuration.WithLabelValues(reasonOf(err)).Observe(time.Since(now).Seconds())
+	sc.checked = true
+	org.Status.LastCheckTime = &metav1.Time{Time: now}
+	org.Status.CheckedSecretVersion = secretVersion
+	if sc.writtenSecretVersion != "" {
+		org.Status.CheckedSecretVersion = sc.writtenSecretVersion
+	}
+	if res != nil && res.RotatedAuthURL != nil && salesforce.ReasonOf(err) != salesforce.ReasonSecretUpdateFailed {
+		sc.mem.lastCred = *res.RotatedAuthURL
+	}
+	if err != nil {
+		return r.checkFailed(ctx, sc, err)
+	}
+	r.recordFacts(ctx, sc, &res.Facts, now)
+	return r.summarise(ctx, sc, r.nextCheckIn(org, now))
+}
+
+func (r *SalesforceOrgReconciler) checkFailed(ctx context.Context, sc *orgScope, err error) (summary, time.Duration, error) {
+	org := sc.org
+	reason, msg := reasonOf(err), sentence(err)
+	org.Status.ConsecutiveFailures++
+	r.setDisconnected(ctx, org, reason, msg)
+	if salesforce.IsRetryable(err) {
+		wait := backoff(r.retryBase(), org.Status.ConsecutiveFailures, r.interval(org))
+		return summary{}, 0, retry(wait, reason, "%s Retrying in %s.", msg, wait.Round(time.Second))
+	}
+	return summary{}, 0, stall(r.nextCheckIn(org, time.Now()), reason, "%s", msg)
+}
+
+// recordFacts writes what a successful check learned. Without a pin, a new org id (a sandbox
+// refresh) is accepted and announced; with spec.orgId, summarise reports the mismatch.
+func (r *SalesforceOrgReconciler) recordFacts(ctx context.Context, sc *orgScope, f *salesforce.OrgFacts, now time.Time) {
+	org := sc.org
+	if prev := org.Status.OrgID; prev != "" && !sameOrgID(prev, f.OrgID) && org.Spec.OrgID == "" {
+		r.Notify.warning(ctx, org, sfv1.ReasonOrgIDChanged, "Check",
+			"The credential now reaches org %s, not %s as before: a sandbox refresh gives a sandbox a new org id. Set spec.orgId to pin the org you expect.",
+			f.OrgID, prev)
+	}
+	wasConnected := org.Status.Connection == sfv1.ConnectionConnected
+	org.Status.Connection = sfv1.ConnectionConnected
+	org.Status.ConsecutiveFailures = 0
+	org.Status.LastConnectedTime = &metav1.Time{Time: now}
+	org.Status.OrgID = f.OrgID
+	org.Status.Username = f.Username
+	org.Status.InstanceURL = f.InstanceURL
+	org.Status.InstanceName = f.InstanceName
+	org.Status.Edition = f.Edition
+	org.Status.IsSandbox = f.IsSandbox
+	org.Status.IsScratch = f.IsScratch
+	org.Status.IsDevHub = f.IsDevHub
+	org.Status.NamespacePrefix = f.NamespacePrefix
+	org.Status.TrialExpirationDate = nil
+	if f.TrialExpirationDate != nil {
+		org.Status.TrialExpirationDate = &metav1.Time{Time: *f.TrialExpirationDate}
+	}
+	org.Status.APIRequests = &sfv1.APIRequests{Max: f.APIRequestsMax, Remaining: f.APIRequestsRemaining}
+	msg := fmt.Sprintf("Connected to org %s as %s.", f.OrgID, f.Username)
+	setCondition(org, sfv1.ConditionConnected, metav1.ConditionTrue, sfv1.ReasonConnected, msg)
+	orgConnected.WithLabelValues(org.Namespace, org.Name).Set(1)
+	orgAPIRemaining.WithLabelValues(org.Namespace, org.Name).Set(float64(f.APIRequestsRemaining))
+	orgLastSuccess.WithLabelValues(org.Namespace, org.Name).Set(float64(now.Unix()))
+	if !wasConnected {
+		r.Notify.normal(ctx, org, sfv1.ReasonConnected, "Check", "%s", msg)
+	}
+}
+
+// setDisconnected marks the connection failed with reason, warning only on a change of reason.
+func (r *SalesforceOrgReconciler) setDisconnected(ctx context.Context, org *sfv1.SalesforceOrg, reason, msg string) {
+	prev := findCondition(org.Status.Conditions, sfv1.ConditionConnected)
+	org.Status.Connection = sfv1.ConnectionDisconnected
+	orgConnected.WithLabelValues(org.Namespace, org.Name).Set(0)
+	warn := prev == nil || prev.Status != metav1.ConditionFalse || prev.Reason != reason
+	setCondition(org, sfv1.ConditionConnected, metav1.ConditionFalse, reason, msg)
+	if warn {
+		r.Notify.warning(ctx, org, reason, "Check", "%s", msg)
+	}
+}
+
+// summarise derives Ready from what status knows, without calling Salesforce: the last check's
+// outcome, then the declared-versus-found rules. after is when the next check is due.
+func (r *SalesforceOrgReconciler) summarise(ctx context.Context, sc *orgScope, after time.Duration) (summary, time.Duration, error) {
+	org := sc.org
 	c := meta.FindStatusCondition(org.Status.Conditions, sfv1.ConditionConnected)
 	switch {
-	case c == nil, c.Status == metav1.ConditionUnknown, // never checked, or back from Inactive or suspended
-		org.Status.LastCheckTime == nil,
-		org.Status.ObservedGeneration != org.Generation,
-		m.secretVersion != secretVersion,
-		requestedReconcile(org):
-		return 0
+	case c == nil || c.Status == metav1.ConditionUnknown:
+		return notReady(sfv1.ReasonProgressing, "Not checked yet."), after, nil
+	case c.Status != metav1.ConditionTrue && isTransientReason(c.Reason):
+		return summary{}, 0, retry(after, c.Reason, "%s", c.Message)
+	case c.Status != metav1.ConditionTrue:
+		return summary{}, 0, stall(after, c.Reason, "%s", c.Message)
 	}
-	next := org.Status.LastCheckTime.Add(r.delayAfter(org))
-	if d := next.Sub(now); d > 0 {
-		return d
+	if pin := org.Spec.OrgID; pin != "" && !sameOrgID(pin, org.Status.OrgID) {
+		return summary{}, 0, stall(after, sfv1.ReasonOrgIDChanged,
+			"The credential reaches org %s, but spec.orgId pins %s: a sandbox refresh gives a sandbox a new org id, or the auth URL is for another org. If the new org is right, set spec.orgId: %s; otherwise put the right auth URL in Secret %q.",
+			org.Status.OrgID, pin, org.Status.OrgID, org.Spec.AuthSecretRef.Name)
 	}
-	return 0
+	if want, found := org.Spec.Type, foundType(org); want != found {
+		return summary{}, 0, stall(after, sfv1.ReasonTypeMismatch,
+			"spec.type is %s but the org is a %s (%s): set spec.type: %s, or point the Secret at a %s org.",
+			want, found, org.Status.Edition, found, want)
+	}
+	if org.Spec.DevHub && !org.Status.IsDevHub {
+		return summary{}, 0, stall(after, sfv1.ReasonNotADevHub,
+			"spec.devHub is true but the org cannot query ScratchOrgInfo: enable Dev Hub in the org's Setup, or set devHub: false.")
+	}
+	if org.Spec.DefaultDevHub {
+		holder, err := rules.DefaultDevHubOf(ctx, r.Client, org.Namespace, "")
+		if err != nil {
+			return summary{}, 0, unhandled(err, "Listing the namespace's Dev Hubs failed")
+		}
+		if holder != "" && holder != org.Name {
+			return summary{}, 0, stall(after, sfv1.ReasonDuplicateDefaultDevHub,
+				"SalesforceOrg %q is already the default Dev Hub of namespace %q: set defaultDevHub: false on one of them.",
+				holder, org.Namespace)
+		}
+	}
+	if org.Spec.ImplementationRef != nil && sc.impl == nil {
+		return summary{}, 0, wait(after, sfv1.ReasonImplementationNotFound,
+			"Connected, but spec.implementationRef names SalesforceImplementation %q, which does not exist: create it or remove implementationRef.", sc.implNamed)
+	}
+	return readyTrue(sfv1.ReasonConnected, "%s", c.Message), after, nil
 }
 
-func requestedReconcile(org *sfv1.SalesforceOrg) bool {
-	v, ok := org.Annotations[sfv1.ReconcileRequestedAtAnnotation]
-	return ok && v != org.Status.LastHandledReconcileAt
-}
-
-// delayAfter is the wait after the last check: back-off after a transient failure, else the
-// interval with a jitter of up to a tenth, fixed per org and check so reconciles don't drift it.
-func (r *SalesforceOrgReconciler) delayAfter(org *sfv1.SalesforceOrg) time.Duration {
-	interval := r.interval(org)
-	c := meta.FindStatusCondition(org.Status.Conditions, sfv1.ConditionConnected)
-	if c != nil && c.Status == metav1.ConditionFalse && isTransientReason(c.Reason) && org.Status.ConsecutiveFailures > 0 {
-		return backoff(r.retryBase(), org.Status.ConsecutiveFailures, interval)
+// foundType is the OrgType the facts in status describe.
+func foundType(org *sfv1.SalesforceOrg) sfv1.OrgType {
+	switch {
+	case org.Status.IsScratch:
+		return sfv1.OrgTypeScratch
+	case org.Status.IsSandbox:
+		return sfv1.OrgTypeSandbox
+	case org.Status.Edition == "Developer Edition":
+		return sfv1.OrgTypeDeveloperEdition
 	}
-	h := fnv.New64a()
-	fmt.Fprintf(h, "%s/%d", org.UID, org.Status.LastCheckTime.Unix())
-	return interval + time.Duration(h.Sum64()%uint64(interval/10+1))
+	return sfv1.OrgTypeProduction
 }
 
-func (r *SalesforceOrgReconciler) nextCheckIn(org *sfv1.SalesforceOrg, now time.Time) time.Duration {
-	return org.Status.LastCheckTime.Add(r.delayAfter(org)).Sub(now)
-}
-
-// backoff doubles from base per failure and never exceeds limit.
-func backoff(base time.Duration, failures int32, limit time.Duration) time.Duration {
-	d := base
-	for i := int32(1); i < failures && d < limit; i++ {
-		d *= 2
+// sameOrgID compares org ids on their case-sensitive 15-character form.
+func sameOrgID(a, b string) bool {
+	if len(a) >= 15 && len(b) >= 15 {
+		return a[:15] == b[:15]
 	}
-	return min(d, limit)
-}
-
-func isTransientReason(reason string) bool {
-	switch reason {
-	case sfv1.ReasonUnreachable, sfv1.ReasonServerError, sfv1.ReasonRateLimited:
-		return true
-	}
-	return false
+	return a == b
 }
 
 // sentence is a client error as condition messages want it: the human text without the
@@ -398,301 +517,16 @@ func reasonOf(err error) string {
 	return sfv1.ReasonServerError
 }
 
-func (r *SalesforceOrgReconciler) checkFailed(ctx context.Context, org *sfv1.SalesforceOrg, err error, sum *summary) (ctrl.Result, error) {
-	reason := reasonOf(err)
-	msg := sentence(err)
-	prev := connectedBefore(org)
-	org.Status.ConsecutiveFailures++
-	org.Status.Connection = sfv1.ConnectionDisconnected
-	setConnected(org, metav1.ConditionFalse, reason, msg)
-	orgConnected.WithLabelValues(org.Namespace, org.Name).Set(0)
-	if prev == nil || prev.Status != metav1.ConditionFalse || prev.Reason != reason {
-		r.Notify.warning(ctx, org, reason, "Check", "%s", msg)
-	}
-	if salesforce.IsRetryable(err) {
-		wait := backoff(r.retryBase(), org.Status.ConsecutiveFailures, r.interval(org))
-		*sum = retrying(reason, "%s Retrying in %s.", msg, wait.Round(time.Second))
-		return ctrl.Result{RequeueAfter: wait}, nil
-	}
-	*sum = stalled(reason, "%s", msg)
-	return ctrl.Result{RequeueAfter: r.nextCheckIn(org, time.Now())}, nil
-}
-
-func (r *SalesforceOrgReconciler) checkSucceeded(ctx context.Context, org *sfv1.SalesforceOrg, f *salesforce.OrgFacts, now time.Time, implFound bool, sum *summary) {
-	expected := org.Spec.OrgID
-	if expected == "" {
-		expected = org.Status.OrgID
-	}
-	if expected != "" && !sameOrgID(expected, f.OrgID) {
-		msg := fmt.Sprintf("The credential now reaches org %s, not %s: a sandbox refresh gives a sandbox a new org id, or the auth URL is for another org. If the new org is right, set spec.orgId: %s; otherwise put the right auth URL in Secret %q.",
-			f.OrgID, expected, f.OrgID, org.Spec.AuthSecretRef.Name)
-		org.Status.ConsecutiveFailures++
-		r.setDisconnectedOnce(ctx, org, sfv1.ReasonOrgIDChanged, msg)
-		*sum = stalled(sfv1.ReasonOrgIDChanged, "%s", msg)
-		return
-	}
-
-	wasConnected := org.Status.Connection == sfv1.ConnectionConnected
-	org.Status.Connection = sfv1.ConnectionConnected
-	org.Status.ConsecutiveFailures = 0
-	org.Status.LastConnectedTime = &metav1.Time{Time: now}
-	org.Status.OrgID = f.OrgID
-	org.Status.Username = f.Username
-	org.Status.InstanceURL = f.InstanceURL
-	org.Status.InstanceName = f.InstanceName
-	org.Status.Edition = f.Edition
-	org.Status.IsSandbox = f.IsSandbox
-	org.Status.IsScratch = f.IsScratch
-	org.Status.IsDevHub = f.IsDevHub
-	org.Status.NamespacePrefix = f.NamespacePrefix
-	org.Status.TrialExpirationDate = nil
-	if f.TrialExpirationDate != nil {
-		org.Status.TrialExpirationDate = &metav1.Time{Time: *f.TrialExpirationDate}
-	}
-	org.Status.APIRequests = &sfv1.APIRequests{Max: f.APIRequestsMax, Remaining: f.APIRequestsRemaining}
-	msg := fmt.Sprintf("Connected to org %s as %s.", f.OrgID, f.Username)
-	setConnected(org, metav1.ConditionTrue, sfv1.ReasonConnected, msg)
-	orgConnected.WithLabelValues(org.Namespace, org.Name).Set(1)
-	orgAPIRemaining.WithLabelValues(org.Namespace, org.Name).Set(float64(f.APIRequestsRemaining))
-	orgLastSuccess.WithLabelValues(org.Namespace, org.Name).Set(float64(now.Unix()))
-	if !wasConnected {
-		r.Notify.normal(ctx, org, sfv1.ReasonConnected, "Check", "%s", msg)
-	}
-	*sum = r.summarizeKnown(ctx, org, implFound)
-}
-
-// setDisconnectedOnce marks the connection failed with reason, warning only on a transition.
-func (r *SalesforceOrgReconciler) setDisconnectedOnce(ctx context.Context, org *sfv1.SalesforceOrg, reason, msg string) {
-	prev := connectedBefore(org)
-	org.Status.Connection = sfv1.ConnectionDisconnected
-	setConnected(org, metav1.ConditionFalse, reason, msg)
-	orgConnected.WithLabelValues(org.Namespace, org.Name).Set(0)
-	if prev == nil || prev.Reason != reason {
-		r.Notify.warning(ctx, org, reason, "Check", "%s", msg)
-	}
-}
-
-// summarizeKnown derives Ready from what status already knows, without calling Salesforce:
-// the last check's outcome, then the declared-versus-found rules.
-func (r *SalesforceOrgReconciler) summarizeKnown(ctx context.Context, org *sfv1.SalesforceOrg, implFound bool) summary {
-	c := meta.FindStatusCondition(org.Status.Conditions, sfv1.ConditionConnected)
-	if c == nil {
-		return notReady(sfv1.ReasonProgressing, "Not checked yet.")
-	}
-	if c.Status != metav1.ConditionTrue {
-		if isTransientReason(c.Reason) {
-			return retrying(c.Reason, "%s", c.Message)
-		}
-		return stalled(c.Reason, "%s", c.Message)
-	}
-	if want, found := org.Spec.Type, foundType(org); want != found {
-		return stalled(sfv1.ReasonTypeMismatch,
-			"spec.type is %s but the org is a %s (%s): set spec.type: %s, or point the Secret at a %s org.",
-			want, found, org.Status.Edition, found, want)
-	}
-	if org.Spec.DevHub && !org.Status.IsDevHub {
-		return stalled(sfv1.ReasonNotADevHub,
-			"spec.devHub is true but the org cannot query ScratchOrgInfo: enable Dev Hub in the org's Setup, or set devHub: false.")
-	}
-	if org.Spec.DefaultDevHub {
-		if holder := r.defaultDevHubHolder(ctx, org); holder != "" && holder != org.Name {
-			return stalled(sfv1.ReasonDuplicateDefaultDevHub,
-				"SalesforceOrg %q is already the default Dev Hub of namespace %q: set defaultDevHub: false on one of them.",
-				holder, org.Namespace)
-		}
-	}
-	if ref := org.Spec.ImplementationRef; ref != nil && !implFound {
-		return notReady(sfv1.ReasonImplementationNotFound,
-			"Connected, but spec.implementationRef names SalesforceImplementation %q, which does not exist: create it or remove implementationRef.", ref.Name)
-	}
-	return readyTrue(sfv1.ReasonConnected, "%s", c.Message)
-}
-
-// foundType is the OrgType the facts in status describe.
-func foundType(org *sfv1.SalesforceOrg) sfv1.OrgType {
-	switch {
-	case org.Status.IsScratch:
-		return sfv1.OrgTypeScratch
-	case org.Status.IsSandbox:
-		return sfv1.OrgTypeSandbox
-	case org.Status.Edition == "Developer Edition":
-		return sfv1.OrgTypeDeveloperEdition
-	}
-	return sfv1.OrgTypeProduction
-}
-
-// defaultDevHubHolder is the oldest org of the namespace with defaultDevHub: true.
-func (r *SalesforceOrgReconciler) defaultDevHubHolder(ctx context.Context, org *sfv1.SalesforceOrg) string {
-	var list sfv1.SalesforceOrgList
-	if err := r.List(ctx, &list, client.InNamespace(org.Namespace)); err != nil {
-		return ""
-	}
-	return DefaultDevHubHolder(list.Items)
-}
-
-// DefaultDevHubHolder picks, among orgs claiming defaultDevHub, the one that holds it: the
-// oldest, then by name. Shared with the admission webhook so both name the same org.
-func DefaultDevHubHolder(orgs []sfv1.SalesforceOrg) string {
-	var holder *sfv1.SalesforceOrg
-	for i := range orgs {
-		o := &orgs[i]
-		if !o.Spec.DefaultDevHub || !o.DeletionTimestamp.IsZero() {
-			continue
-		}
-		if holder == nil || o.CreationTimestamp.Before(&holder.CreationTimestamp) ||
-			(o.CreationTimestamp.Equal(&holder.CreationTimestamp) && o.Name < holder.Name) {
-			holder = o
-		}
-	}
-	if holder == nil {
-		return ""
-	}
-	return holder.Name
-}
-
-// sameOrgID compares org ids on their case-sensitive 15-character form.
-func sameOrgID(a, b string) bool {
-	if len(a) >= 15 && len(b) >= 15 {
-		return a[:15] == b[:15]
-	}
-	return a == b
-}
-
-// connectedBefore copies the Connected condition before it is overwritten in place.
-func connectedBefore(org *sfv1.SalesforceOrg) *metav1.Condition {
-	if c := meta.FindStatusCondition(org.Status.Conditions, sfv1.ConditionConnected); c != nil {
+func findCondition(conds []metav1.Condition, typ string) *metav1.Condition {
+	if c := meta.FindStatusCondition(conds, typ); c != nil {
 		cp := *c
 		return &cp
 	}
 	return nil
 }
 
-func setConnected(org *sfv1.SalesforceOrg, status metav1.ConditionStatus, reason, msg string) {
+func setCondition(org *sfv1.SalesforceOrg, typ string, status metav1.ConditionStatus, reason, msg string) {
 	meta.SetStatusCondition(&org.Status.Conditions, metav1.Condition{
-		Type: sfv1.ConditionConnected, Status: status, Reason: reason, Message: msg, ObservedGeneration: org.Generation,
+		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: org.Generation,
 	})
-}
-
-// persistRotation writes a rotated auth URL back to the Secret. Salesforce already killed the old
-// refresh token, so this comes before anything else. A Secret the user replaced meanwhile wins.
-func (r *SalesforceOrgReconciler) persistRotation(ctx context.Context, org *sfv1.SalesforceOrg, secret *corev1.Secret, old, rotated salesforce.AuthURL, m *orgMemory) error {
-	key := org.AuthSecretKey()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur := &corev1.Secret{}
-		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(secret), cur); err != nil {
-			return err
-		}
-		if u, err := salesforce.ParseAuthURL(string(cur.Data[key])); err != nil || u.RefreshToken != old.RefreshToken {
-			return nil // replaced by the user: their credential wins
-		}
-		cur.Data[key] = []byte(rotated.Reveal())
-		if err := r.Update(ctx, cur); err != nil {
-			return err
-		}
-		m.secretVersion = cur.ResourceVersion
-		return nil
-	})
-	if err != nil {
-		msg := fmt.Sprintf("Salesforce rotated the refresh token, but writing it back to Secret %q failed (%s); the operator keeps it in memory and retries. Check the operator's RBAC for update on secrets.",
-			secret.Name, apierrors.ReasonForError(err))
-		r.Notify.warning(ctx, org, sfv1.ReasonSecretUpdateFailed, "PersistRotation", "%s", msg)
-		return errors.New(msg)
-	}
-	log.FromContext(ctx).Info("rotated refresh token written back to the Secret", "secret", secret.Name)
-	return nil
-}
-
-func (r *SalesforceOrgReconciler) interval(org *sfv1.SalesforceOrg) time.Duration {
-	if org.Spec.CheckInterval != nil && org.Spec.CheckInterval.Duration >= time.Second {
-		return org.Spec.CheckInterval.Duration
-	}
-	return 10 * time.Minute
-}
-
-func (r *SalesforceOrgReconciler) retryBase() time.Duration {
-	if r.RetryBase > 0 {
-		return r.RetryBase
-	}
-	return 10 * time.Second
-}
-
-func (r *SalesforceOrgReconciler) checkTimeout() time.Duration {
-	if r.CheckTimeout > 0 {
-		return r.CheckTimeout
-	}
-	return 2 * time.Minute
-}
-
-// SetupWithManager watches orgs, the Secrets they name (metadata only: no Secret data is cached),
-// the stages that map to them, and their implementations.
-func (r *SalesforceOrgReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	conc := r.MaxConcurrentReconciles
-	if conc == 0 {
-		conc = 8
-	}
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&sfv1.SalesforceOrg{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{}))).
-		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.orgsForSecret)).
-		Watches(&sfv1.PipelineStage{}, handler.EnqueueRequestsFromMapFunc(orgForStage)).
-		Watches(&sfv1.SalesforceImplementation{}, handler.EnqueueRequestsFromMapFunc(r.orgsForImplementation),
-			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate{}))).
-		Watches(&sfv1.SalesforceOrg{}, handler.EnqueueRequestsFromMapFunc(r.otherDefaultDevHubs)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: conc}).
-		Named("salesforceorg").
-		Complete(r)
-}
-
-func (r *SalesforceOrgReconciler) orgsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
-	return r.orgsMatching(ctx, o.GetNamespace(), index.OrgAuthSecret, o.GetName())
-}
-
-func (r *SalesforceOrgReconciler) orgsForImplementation(ctx context.Context, o client.Object) []reconcile.Request {
-	reqs := r.orgsMatching(ctx, o.GetNamespace(), index.OrgImplementation, o.GetName())
-	if ref := o.(*sfv1.SalesforceImplementation).Spec.ProductionOrgRef; ref != nil {
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}})
-	}
-	return reqs
-}
-
-func (r *SalesforceOrgReconciler) orgsMatching(ctx context.Context, ns, field, value string) []reconcile.Request {
-	var list sfv1.SalesforceOrgList
-	if err := r.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{field: value}); err != nil {
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, o := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&o)})
-	}
-	return reqs
-}
-
-// otherDefaultDevHubs re-evaluates the namespace's other default Dev Hub claimants when one changes.
-func (r *SalesforceOrgReconciler) otherDefaultDevHubs(ctx context.Context, o client.Object) []reconcile.Request {
-	if org, ok := o.(*sfv1.SalesforceOrg); !ok || !org.Spec.DefaultDevHub {
-		return nil
-	}
-	var list sfv1.SalesforceOrgList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
-		return nil
-	}
-	var reqs []reconcile.Request
-	for _, other := range list.Items {
-		if other.Name != o.GetName() && other.Spec.DefaultDevHub {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&other)})
-		}
-	}
-	return reqs
-}
-
-func orgForStage(_ context.Context, o client.Object) []reconcile.Request {
-	s := o.(*sfv1.PipelineStage)
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: s.Namespace, Name: s.Spec.OrgRef.Name}}}
-}
-
-// deletionPredicate passes updates that start a deletion (finalizers pending).
-type deletionPredicate struct{ predicate.Funcs }
-
-func (deletionPredicate) Update(e event.UpdateEvent) bool {
-	return e.ObjectOld.GetDeletionTimestamp().IsZero() != e.ObjectNew.GetDeletionTimestamp().IsZero()
 }

@@ -95,6 +95,22 @@ func TestOrgConnectsAndRecordsFacts(t *testing.T) {
 	eventually(t, "a Connected event", func() string { return findEvent(t, ns, "hub", "Normal", sfv1.ReasonConnected) })
 }
 
+// orgEvents lists the events regarding one object.
+func orgEvents(t *testing.T, ns, name string) []eventsv1.Event {
+	t.Helper()
+	var list eventsv1.EventList
+	if err := k8s.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	var out []eventsv1.Event
+	for _, e := range list.Items {
+		if e.Regarding.Name == name {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 func findEvent(t *testing.T, ns, name, typ, reason string) string {
 	t.Helper()
 	var list eventsv1.EventList
@@ -242,18 +258,47 @@ func failAllFor(fo *sftest.Org, mode sftest.FailMode) { fo.FailAlways(mode) }
 
 func stopFailing(fo *sftest.Org) { fo.FailAlways(0) }
 
+// A sandbox refresh gives the sandbox a new org id. Unpinned, the org follows it and says so in
+// an event; pinned with spec.orgId, it stalls as OrgIDChanged until the pin is moved. Only spec
+// pins: status.orgId is what the credential reaches, never a hidden pin.
 func TestSandboxRefreshIsOrgIDChanged(t *testing.T) {
 	ns := newNamespace(t)
 	fo, org := connectedOrg(t, ns, "sbx", sftest.Sandbox, sfv1.OrgTypeSandbox)
 	oldID := org.Status.OrgID
 	fo.RefreshSandbox()
 	putSecret(t, ns, "sbx-auth", fo.AuthURL()) // the user logs in again to the refreshed sandbox
-	got := waitOrgReady(t, ns, "sbx", metav1.ConditionFalse, sfv1.ReasonOrgIDChanged)
+	eventually(t, "the unpinned org to follow the refresh", func() string {
+		got := getOrg(t, ns, "sbx")
+		if got.Status.OrgID != fo.OrgID() {
+			return "status.orgId=" + got.Status.OrgID
+		}
+		return ""
+	})
+	waitOrgReady(t, ns, "sbx", metav1.ConditionTrue, sfv1.ReasonConnected)
+	eventually(t, "an OrgIDChanged event naming both ids", func() string {
+		for _, e := range orgEvents(t, ns, "sbx") {
+			if e.Reason == sfv1.ReasonOrgIDChanged && strings.Contains(e.Note, fo.OrgID()) && strings.Contains(e.Note, oldID) {
+				return ""
+			}
+		}
+		return "no such event"
+	})
+
+	// Pinned: the next refresh stalls, and moving the pin accepts it declaratively.
+	got := getOrg(t, ns, "sbx")
+	got.Spec.OrgID = fo.OrgID()
+	if err := k8s.Update(context.Background(), got); err != nil {
+		t.Fatal(err)
+	}
+	waitOrgReady(t, ns, "sbx", metav1.ConditionTrue, sfv1.ReasonConnected)
+	pinned := fo.OrgID()
+	fo.RefreshSandbox()
+	putSecret(t, ns, "sbx-auth", fo.AuthURL())
+	got = waitOrgReady(t, ns, "sbx", metav1.ConditionFalse, sfv1.ReasonOrgIDChanged)
 	msg := condition(got.Status.Conditions, sfv1.ConditionReady).Message
-	if got.Status.OrgID != oldID || !strings.Contains(msg, fo.OrgID()) || !strings.Contains(msg, "spec.orgId") {
+	if got.Status.OrgID != fo.OrgID() || !strings.Contains(msg, fo.OrgID()) || !strings.Contains(msg, pinned) || !strings.Contains(msg, "spec.orgId") {
 		t.Errorf("OrgIDChanged: status.orgId=%s message=%s", got.Status.OrgID, msg)
 	}
-	// Accepting the new org is declarative: pin it.
 	got.Spec.OrgID = fo.OrgID()
 	if err := k8s.Update(context.Background(), got); err != nil {
 		t.Fatal(err)
@@ -318,7 +363,7 @@ func TestBadCredentialsStallWithAClearMessage(t *testing.T) {
 	mustCreate(t, newOrg(ns, "nosecret", sfv1.OrgTypeProduction, "nope"))
 	got := waitOrgReady(t, ns, "nosecret", metav1.ConditionFalse, sfv1.ReasonSecretNotFound)
 	msg := condition(got.Status.Conditions, sfv1.ConditionReady).Message
-	if !strings.Contains(msg, `Secret "nope" not found`) || !strings.Contains(msg, `key "sfdxAuthUrl"`) || !strings.Contains(msg, "sf org display") {
+	if !strings.Contains(msg, `Secret "nope" not found`) || !strings.Contains(msg, `key "sfdxAuthUrl"`) || !strings.Contains(msg, "sf org auth show-sfdx-auth-url") {
 		t.Errorf("missing Secret message: %s", msg)
 	}
 	if c := condition(got.Status.Conditions, sfv1.ConditionStalled); c == nil || c.Status != metav1.ConditionTrue {
@@ -334,8 +379,8 @@ func TestBadCredentialsStallWithAClearMessage(t *testing.T) {
 	}
 	mustCreate(t, newOrg(ns, "wrongkey", sfv1.OrgTypeProduction, "wrongkey"))
 	got = waitOrgReady(t, ns, "wrongkey", metav1.ConditionFalse, sfv1.ReasonSecretKeyNotFound)
-	if msg := condition(got.Status.Conditions, sfv1.ConditionReady).Message; !strings.Contains(msg, `has no key "sfdxAuthUrl" (it has: authUrl)`) ||
-		!strings.Contains(msg, "spec.authSecretRef.key") {
+	if msg := condition(got.Status.Conditions, sfv1.ConditionReady).Message; !strings.Contains(msg, `has no key "sfdxAuthUrl"`) ||
+		!strings.Contains(msg, "spec.authSecretRef.key") || strings.Contains(msg, "authUrl") {
 		t.Errorf("missing key message: %s", msg)
 	}
 

@@ -1,16 +1,23 @@
 // Package controllers holds one reconciler per kind. Reconcilers talk to Salesforce only through
 // internal/salesforce, read Secrets only directly from the API server in the object's own
-// namespace, and never write a credential anywhere but back into the Secret it came from.
+// namespace, and never write a credential anywhere but back into the Secret it came from (and the
+// org's own rotation record). They never write spec: finalizers go by metadata patch, status by
+// the status subresource.
 package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
@@ -49,14 +56,93 @@ func retrying(reason, format string, args ...any) summary {
 	return s
 }
 
+// The typed outcomes of a phase that did not succeed. conclude maps each to status and a result,
+// in one place.
+type (
+	// stallingError: only a person can fix the input; checked again after `after` (0: only when
+	// a watched object changes).
+	stallingError struct {
+		reason, msg string
+		after       time.Duration
+	}
+	// retryingError: a transient failure, retried after `after` with Reconciling=True.
+	retryingError struct {
+		reason, msg string
+		after       time.Duration
+	}
+	// waitingError: the object waits for another object to change (watches bring it back), and
+	// is reconciled again after `after` (0: only then).
+	waitingError struct {
+		reason, msg string
+		after       time.Duration
+	}
+	// unhandledError: the reconcile could not evaluate the object at all (an API read failed);
+	// observedGeneration is not advanced, and controller-runtime's back-off retries it.
+	unhandledError struct {
+		msg string
+		err error
+	}
+)
+
+func (e *stallingError) Error() string  { return e.reason + ": " + e.msg }
+func (e *retryingError) Error() string  { return e.reason + ": " + e.msg }
+func (e *waitingError) Error() string   { return e.reason + ": " + e.msg }
+func (e *unhandledError) Error() string { return e.msg }
+func (e *unhandledError) Unwrap() error { return e.err }
+
+func stall(after time.Duration, reason, format string, args ...any) error {
+	return &stallingError{reason: reason, msg: fmt.Sprintf(format, args...), after: after}
+}
+
+func retry(after time.Duration, reason, format string, args ...any) error {
+	return &retryingError{reason: reason, msg: fmt.Sprintf(format, args...), after: after}
+}
+
+func wait(after time.Duration, reason, format string, args ...any) error {
+	return &waitingError{reason: reason, msg: fmt.Sprintf(format, args...), after: after}
+}
+
+func unhandled(err error, format string, args ...any) error {
+	return &unhandledError{msg: fmt.Sprintf(format, args...) + ": " + err.Error(), err: err}
+}
+
+// conclude turns a phase chain's end into the summary for setKstatus, the result, the error to
+// return, and whether the reconcile handled the object's generation.
+func conclude(err error, ok summary, after time.Duration) (summary, ctrl.Result, error, bool) {
+	var (
+		st *stallingError
+		rt *retryingError
+		wt *waitingError
+		uh *unhandledError
+	)
+	switch {
+	case err == nil:
+		return ok, ctrl.Result{RequeueAfter: after}, nil, true
+	case errors.As(err, &st):
+		return stalled(st.reason, "%s", st.msg), ctrl.Result{RequeueAfter: st.after}, nil, true
+	case errors.As(err, &rt):
+		return retrying(rt.reason, "%s", rt.msg), ctrl.Result{RequeueAfter: rt.after}, nil, true
+	case errors.As(err, &wt):
+		return notReady(wt.reason, "%s", wt.msg), ctrl.Result{RequeueAfter: wt.after}, nil, true
+	case errors.As(err, &uh):
+		return retrying(sfv1.ReasonProgressing, "%s", uh.msg), ctrl.Result{}, uh.err, false
+	}
+	return retrying(sfv1.ReasonProgressing, "%v", err), ctrl.Result{}, err, false
+}
+
 // setKstatus writes Ready, Reconciling and Stalled for generation gen. Ready is always present;
-// Reconciling and Stalled are present only while true, as kstatus expects.
+// Reconciling and Stalled are present only while true, as kstatus expects. Reconciling's reason
+// is ProgressingWithRetry while a failure is retried, as in Flux.
 func setKstatus(conds *[]metav1.Condition, gen int64, s summary) {
 	meta.SetStatusCondition(conds, metav1.Condition{
 		Type: sfv1.ConditionReady, Status: s.ready, Reason: s.reason, Message: s.message, ObservedGeneration: gen,
 	})
 	setOptional(conds, gen, sfv1.ConditionStalled, s.stalled, s.reason, s.message)
-	setOptional(conds, gen, sfv1.ConditionReconciling, s.reconciling, s.reason, s.message)
+	reconcilingReason := sfv1.ReasonProgressingWithRetry
+	if s.ready != metav1.ConditionFalse || s.reason == sfv1.ReasonProgressing {
+		reconcilingReason = sfv1.ReasonProgressing
+	}
+	setOptional(conds, gen, sfv1.ConditionReconciling, s.reconciling, reconcilingReason, s.message)
 }
 
 func setOptional(conds *[]metav1.Condition, gen int64, typ string, on bool, reason, message string) {
@@ -89,7 +175,11 @@ func (n notifier) warning(ctx context.Context, obj runtime.Object, reason, actio
 	}
 }
 
-// statusPatcher patches an object's status against the copy taken at the start of a reconcile.
+// NewNotifier returns the one helper through which reconcilers log and record events.
+func NewNotifier(r recorder.EventRecorder) notifier { return notifier{recorder: r} }
+
+// statusPatcher patches an object's status against the copy taken at the start of a reconcile,
+// and skips the write when nothing changed.
 type statusPatcher struct {
 	client   client.Client
 	original client.Object
@@ -99,9 +189,29 @@ func newStatusPatcher(c client.Client, obj client.Object) *statusPatcher {
 	return &statusPatcher{client: c, original: obj.DeepCopyObject().(client.Object)}
 }
 
-func (p *statusPatcher) patch(ctx context.Context, obj client.Object) error {
+// patch writes obj's status; status reports whether it differs from the original.
+func (p *statusPatcher) patch(ctx context.Context, obj client.Object, status func(client.Object) any) error {
+	if equality.Semantic.DeepEqual(status(p.original), status(obj)) {
+		return nil
+	}
 	return client.IgnoreNotFound(p.client.Status().Patch(ctx, obj, client.MergeFrom(p.original)))
 }
 
-// NewNotifier returns the one helper through which reconcilers log and record events.
-func NewNotifier(r recorder.EventRecorder) notifier { return notifier{recorder: r} }
+// addFinalizer and removeFinalizer change metadata.finalizers only, by a merge patch with an
+// optimistic lock: the operator never sends spec, so it never owns a spec field (a server-side
+// apply by Flux or Argo CD cannot conflict with it) and never bumps the generation.
+func addFinalizer(ctx context.Context, c client.Client, obj client.Object, finalizer string) error {
+	return patchFinalizers(ctx, c, obj, func() bool { return controllerutil.AddFinalizer(obj, finalizer) })
+}
+
+func removeFinalizer(ctx context.Context, c client.Client, obj client.Object, finalizer string) error {
+	return patchFinalizers(ctx, c, obj, func() bool { return controllerutil.RemoveFinalizer(obj, finalizer) })
+}
+
+func patchFinalizers(ctx context.Context, c client.Client, obj client.Object, change func() bool) error {
+	before := obj.DeepCopyObject().(client.Object)
+	if !change() {
+		return nil
+	}
+	return client.IgnoreNotFound(c.Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})))
+}

@@ -15,6 +15,10 @@ const (
 	ConditionStalled = "Stalled"
 	// ConditionConnected is True when the last check of an org authenticated and read its facts.
 	ConditionConnected = "Connected"
+	// ConditionSecretWritable says whether a refresh token that Salesforce rotates can be saved:
+	// False when the operator may not update the auth Secret, or another tool owns and would
+	// overwrite it. Informational: it does not change Ready until a rotation is actually lost.
+	ConditionSecretWritable = "SecretWritable"
 )
 
 // Condition reasons, PascalCase, stable: alerts and scripts may match on them.
@@ -23,6 +27,9 @@ const (
 	ReasonConnected = "Connected"
 	// ReasonProgressing: the controller is checking the object now.
 	ReasonProgressing = "Progressing"
+	// ReasonProgressingWithRetry: Reconciling's reason while a failure is retried (as in Flux);
+	// Ready carries the failure's own reason.
+	ReasonProgressingWithRetry = "ProgressingWithRetry"
 	// ReasonInactive: the org (or stage) is Inactive, so it is not checked.
 	ReasonInactive = "Inactive"
 	// ReasonImplementationSuspended: the org's implementation is suspended, so it is not checked.
@@ -50,9 +57,21 @@ const (
 	ReasonOrgGone = "OrgGone"
 	// ReasonSecretUpdateFailed: a rotated refresh token could not be written back to the Secret.
 	ReasonSecretUpdateFailed = "SecretUpdateFailed"
+	// ReasonCredentialReverted: something wrote a refresh token that Salesforce had already
+	// rotated away back into the Secret; the operator restored the current one.
+	ReasonCredentialReverted = "CredentialReverted"
+	// ReasonCredentialRotated: Salesforce rotated the refresh token and the operator saved it.
+	ReasonCredentialRotated = "CredentialRotated"
+	// ReasonSecretWritable: the operator can save a rotated refresh token to the auth Secret.
+	ReasonSecretWritable = "SecretWritable"
+	// ReasonSecretUpdateForbidden: the operator may not update the auth Secret (RBAC or admission).
+	ReasonSecretUpdateForbidden = "SecretUpdateForbidden"
+	// ReasonSecretManagedExternally: another controller (External Secrets, Sealed Secrets, Argo CD,
+	// Flux) owns the auth Secret and would overwrite a rotated refresh token.
+	ReasonSecretManagedExternally = "SecretManagedExternally"
 
-	// ReasonOrgIDChanged: the credential reached another org than before or than spec.orgId
-	// (a sandbox refresh, or a URL for the wrong org).
+	// ReasonOrgIDChanged: the credential reached another org than spec.orgId pins (a sandbox
+	// refresh, or a URL for the wrong org). Without a pin it is only an event.
 	ReasonOrgIDChanged = "OrgIDChanged"
 	// ReasonTypeMismatch: the org is not of the declared spec.type.
 	ReasonTypeMismatch = "TypeMismatch"
@@ -84,6 +103,8 @@ const (
 	ReasonImplementationNotFound = "ImplementationNotFound"
 	// ReasonDeletingMembers: the implementation is deleting its member orgs (deletionPolicy: Delete).
 	ReasonDeletingMembers = "DeletingMembers"
+	// ReasonProductionOrgClaimed: another implementation already names the same production org.
+	ReasonProductionOrgClaimed = "ProductionOrgClaimed"
 )
 
 // GetConditions returns the org's status conditions.

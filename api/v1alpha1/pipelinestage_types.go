@@ -43,6 +43,7 @@ type PipelineStageStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// orgConnection mirrors the connection of the org this stage maps to.
@@ -51,7 +52,6 @@ type PipelineStageStatus struct {
 
 	// observedGeneration is the spec generation the status describes.
 	// +optional
-	// +kubebuilder:default=-1
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 }
 

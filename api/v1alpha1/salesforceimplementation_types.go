@@ -65,6 +65,7 @@ type SalesforceImplementationStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// production is the production org.
@@ -75,6 +76,7 @@ type SalesforceImplementationStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=1000
 	Sandboxes []MemberStatus `json:"sandboxes,omitempty"`
 
 	// orgCount is the number of member orgs.
@@ -93,7 +95,6 @@ type SalesforceImplementationStatus struct {
 
 	// observedGeneration is the spec generation the status describes.
 	// +optional
-	// +kubebuilder:default=-1
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 }
 
@@ -110,6 +111,7 @@ type SalesforceImplementationStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
+// +kubebuilder:selectablefield:JSONPath=`.spec.productionOrgRef.name`
 type SalesforceImplementation struct {
 	metav1.TypeMeta `json:",inline"`
 	// +optional

@@ -26,6 +26,10 @@ const DefaultAuthSecretKey = "sfdxAuthUrl"
 // admission webhook sets it and refuses any change to it.
 const CreatedByAnnotation = "salesforce.sfops.io/created-by"
 
+// CredentialLabel marks a Secret as a Salesforce credential that SalesforceOrgs may use
+// ("true"). The operator sets it on the Secrets it writes itself (rotation records).
+const CredentialLabel = "salesforce.sfops.io/credential"
+
 // ReconcileRequestedAtAnnotation asks for a check now, whatever its value ("Test connection").
 // The value handled last is echoed to status.lastHandledReconcileAt.
 const ReconcileRequestedAtAnnotation = "salesforce.sfops.io/reconcile-requested-at"
@@ -41,7 +45,7 @@ type SecretKeyReference struct {
 
 	// key in the Secret's data whose value is the SFDX auth URL
 	// (force://<clientId>:<clientSecret>:<refreshToken>@<host>), as printed by
-	// `sf org display --target-org <alias> --verbose --json` in result.sfdxAuthUrl.
+	// `sf org auth show-sfdx-auth-url --target-org <alias> --json` in result.sfdxAuthUrl.
 	// +optional
 	// +kubebuilder:default=sfdxAuthUrl
 	// +kubebuilder:validation:MinLength=1
@@ -90,7 +94,8 @@ type SalesforceOrgSpec struct {
 	CheckInterval *metav1.Duration `json:"checkInterval,omitempty"`
 
 	// orgId pins the connection to one org (15 or 18 characters, starting with 00D). When set,
-	// reaching any other org is an error (OrgIDChanged) rather than a silent switch.
+	// reaching any other org is an error (OrgIDChanged) rather than a switch. Without it, a new org
+	// id (a sandbox refresh) is accepted and announced with an OrgIDChanged event.
 	// +optional
 	// +kubebuilder:validation:Pattern=`^00D[a-zA-Z0-9]{12}([a-zA-Z0-9]{3})?$`
 	OrgID string `json:"orgId,omitempty"`
@@ -112,6 +117,7 @@ type SalesforceOrgStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// connection is the last known health of the connection.
@@ -165,16 +171,22 @@ type SalesforceOrgStatus struct {
 	// usedBy lists the PipelineStages (same namespace) that map to this org.
 	// +optional
 	// +listType=set
+	// +kubebuilder:validation:MaxItems=1000
 	UsedBy []string `json:"usedBy,omitempty"`
 	// stageCount is the number of entries in usedBy (the STAGES column).
 	// +optional
 	// +kubebuilder:default=0
 	StageCount int32 `json:"stageCount"`
 
-	// observedGeneration is the spec generation the status describes.
+	// observedGeneration is the spec generation the status describes: the last generation a
+	// reconcile fully handled.
 	// +optional
-	// +kubebuilder:default=-1
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// checkedSecretVersion is the resourceVersion of the auth Secret at the last check. A Secret
+	// with another version is checked at once, also by a newly elected leader.
+	// +optional
+	CheckedSecretVersion string `json:"checkedSecretVersion,omitempty"`
 
 	// lastHandledReconcileAt echoes the last handled value of the
 	// salesforce.sfops.io/reconcile-requested-at annotation.
@@ -192,6 +204,7 @@ type SalesforceOrgStatus struct {
 // +kubebuilder:printcolumn:name="Connection",type=string,JSONPath=`.status.connection`
 // +kubebuilder:printcolumn:name="Org ID",type=string,JSONPath=`.status.orgId`
 // +kubebuilder:printcolumn:name="Stages",type=integer,JSONPath=`.status.stageCount`,description="Number of pipeline stages mapped to the org"
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Edition",type=string,JSONPath=`.status.edition`,priority=1
 // +kubebuilder:printcolumn:name="Username",type=string,JSONPath=`.status.username`,priority=1

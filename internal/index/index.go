@@ -25,6 +25,8 @@ const (
 	OrgImplementation = "spec.implementationRef.name"
 	// OrgType indexes SalesforceOrgs by spec.type.
 	OrgType = "spec.type"
+	// ImplProductionOrg indexes SalesforceImplementations by spec.productionOrgRef.name.
+	ImplProductionOrg = "spec.productionOrgRef.name"
 )
 
 // Setup registers every index with the manager's cache.
@@ -48,6 +50,12 @@ func Setup(ctx context.Context, fi client.FieldIndexer) error {
 		}},
 		{&sfv1.SalesforceOrg{}, OrgType, func(o client.Object) []string {
 			return []string{string(o.(*sfv1.SalesforceOrg).Spec.Type)}
+		}},
+		{&sfv1.SalesforceImplementation{}, ImplProductionOrg, func(o client.Object) []string {
+			if ref := o.(*sfv1.SalesforceImplementation).Spec.ProductionOrgRef; ref != nil {
+				return []string{ref.Name}
+			}
+			return nil
 		}},
 	}
 	for _, ix := range indexes {

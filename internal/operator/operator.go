@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -76,7 +77,12 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			// Secrets are never cached: the org reconciler reads them directly, and watches only their metadata.
 			DisableFor: []client.Object{&corev1.Secret{}},
 		}},
-		Cache: cache.Options{},
+		Cache: cache.Options{DefaultTransform: trimForCache},
+		// A graceful stop waits for in-flight checks, whose rotated-token write-backs must finish:
+		// the Salesforce timeout plus one Secret write. The Deployment's grace period is longer.
+		GracefulShutdownTimeout: ptr(max(o.SalesforceTimeout, salesforce.DefaultTimeout) + 15*time.Second),
+		// Hand the lease over as soon as the manager has stopped, instead of after its expiry.
+		LeaderElectionReleaseOnCancel: true,
 	}
 	if o.EnableWebhooks {
 		mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{
@@ -97,11 +103,12 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	if err := (&controllers.SalesforceOrgReconciler{
-		Client:     mgr.GetClient(),
-		APIReader:  mgr.GetAPIReader(),
-		Salesforce: sf,
-		Notify:     controllers.NewNotifier(mgr.GetEventRecorder("salesforce-operator")),
-		RetryBase:  o.RetryBase,
+		Client:         mgr.GetClient(),
+		APIReader:      mgr.GetAPIReader(),
+		SecretMetadata: mgr.GetCache(),
+		Salesforce:     sf,
+		Notify:         controllers.NewNotifier(mgr.GetEventRecorder("salesforce-operator")),
+		RetryBase:      o.RetryBase,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the SalesforceOrg controller: %w", err)
 	}
@@ -134,6 +141,23 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}
 	return mgr, nil
 }
+
+// trimForCache drops what the operator never reads from cached objects: managedFields from
+// everything, and from Secrets' metadata (the only metadata-only watch) also annotations and
+// labels. A Secret written by client-side `kubectl apply` carries its whole content, credential
+// included, in the last-applied-configuration annotation.
+func trimForCache(obj any) (any, error) {
+	if o, ok := obj.(client.Object); ok {
+		o.SetManagedFields(nil)
+	}
+	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		m.SetAnnotations(nil)
+		m.SetLabels(nil)
+	}
+	return obj, nil
+}
+
+func ptr[T any](v T) *T { return &v }
 
 func newSalesforceClient(o Options) (*salesforce.Client, error) {
 	pool := o.RootCAs

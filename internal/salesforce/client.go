@@ -147,6 +147,14 @@ type OrgFacts struct {
 	APIRequestsMax, APIRequestsRemaining int64
 }
 
+// Persist writes a rotated auth URL somewhere durable (the org's Secret). CheckWith calls it
+// before the new access token is used for anything; when it fails, the check stops there.
+type Persist func(ctx context.Context, rotated AuthURL) error
+
+// persistTimeout bounds one Persist call; it runs even while the caller's context is being
+// cancelled (a graceful shutdown), because the old refresh token is already dead.
+const persistTimeout = 20 * time.Second
+
 // Check authenticates (reusing a cached access token when it has one) and reads the org's facts.
 // A first check of a credential costs two HTTP requests (token + one composite call), later
 // checks one; an access token is refreshed once, and the call retried once, only when Salesforce
@@ -157,6 +165,16 @@ type OrgFacts struct {
 // even though err is set, because the old token is already dead. A later Check with the old URL
 // also keeps returning RotatedAuthURL for as long as this Client remembers the credential.
 func (c *Client) Check(ctx context.Context, cred Credential) (*CheckResult, error) {
+	return c.CheckWith(ctx, cred, nil)
+}
+
+// CheckWith is Check with rotation handled at its only source: when the token answer carries a
+// new refresh token (or this client still holds one that persist has not yet accepted), persist
+// runs first, before the new access token is used, and the check goes on only when it succeeded.
+// The token request and persist are not cut short by ctx's cancellation (each is bounded by its
+// own timeout), so a graceful shutdown never drops a rotated token on the floor. Once persist
+// succeeded, the client forgets the dead credential.
+func (c *Client) CheckWith(ctx context.Context, cred Credential, persist Persist) (*CheckResult, error) {
 	cr, err := credentialValue(cred)
 	if err != nil {
 		return nil, err
@@ -168,7 +186,13 @@ func (c *Client) Check(ctx context.Context, cred Credential) (*CheckResult, erro
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	facts, err := c.check(ctx, s)
+	var facts OrgFacts
+	if persist != nil {
+		err = c.persistPending(ctx, s, cr, persist)
+	}
+	if err == nil {
+		facts, err = c.check(ctx, s, cr, persist)
+	}
 	var res *CheckResult
 	if rotated := rotatedAuthURL(cr, s.cred); rotated != nil || err == nil {
 		res = &CheckResult{RotatedAuthURL: rotated}
@@ -185,10 +209,31 @@ func (c *Client) Check(ctx context.Context, cred Credential) (*CheckResult, erro
 	return res, nil
 }
 
-func (c *Client) check(ctx context.Context, s *session) (OrgFacts, error) {
+// persistPending hands persist a rotation this client holds for cr but that was never accepted
+// (an earlier persist failed): nothing is sent to Salesforce until it is.
+func (c *Client) persistPending(ctx context.Context, s *session, asked Credential, persist Persist) error {
+	rotated := rotatedAuthURL(asked, s.cred)
+	if rotated == nil {
+		return nil
+	}
+	return c.persist(ctx, s, *rotated, persist)
+}
+
+func (c *Client) persist(ctx context.Context, s *session, rotated AuthURL, persist Persist) error {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), persistTimeout)
+	defer cancel()
+	if err := persist(pctx, rotated); err != nil {
+		return &Error{Reason: ReasonSecretUpdateFailed, Retryable: true,
+			Message: "Salesforce rotated the refresh token, but it could not be saved: " + err.Error()}
+	}
+	c.forgetOthers(s)
+	return nil
+}
+
+func (c *Client) check(ctx context.Context, s *session, asked Credential, persist Persist) (OrgFacts, error) {
 	fresh := false
 	if s.access == "" {
-		if err := c.login(ctx, s); err != nil {
+		if err := c.login(ctx, s, asked, persist); err != nil {
 			return OrgFacts{}, err
 		}
 		fresh = true
@@ -197,7 +242,7 @@ func (c *Client) check(ctx context.Context, s *session) (OrgFacts, error) {
 	var ua *unauthorizedError
 	if errors.As(err, &ua) && !fresh {
 		s.access = ""
-		if err := c.login(ctx, s); err != nil {
+		if err := c.login(ctx, s, asked, persist); err != nil {
 			return OrgFacts{}, err
 		}
 		facts, err = c.readFacts(ctx, s)
@@ -209,17 +254,27 @@ func (c *Client) check(ctx context.Context, s *session) (OrgFacts, error) {
 	return facts, err
 }
 
-// login gets a new access token for s.cred and records a rotated refresh token.
-func (c *Client) login(ctx context.Context, s *session) error {
-	info, err := s.cred.login(ctx, c)
+// login gets a new access token for s.cred and records a rotated refresh token, which persist
+// (when set) must accept before the access token is kept. The token request runs to its own
+// timeout even if ctx is cancelled meanwhile: Salesforce may already have rotated the token.
+func (c *Client) login(ctx context.Context, s *session, asked Credential, persist Persist) error {
+	info, err := s.cred.login(context.WithoutCancel(ctx), c)
 	if err != nil {
 		return err
 	}
-	s.access, s.instanceURL, s.orgID, s.userID = info.access, info.instanceURL, info.orgID, info.userID
 	if a, ok := s.cred.(AuthURL); ok && info.refresh != "" && info.refresh != a.RefreshToken {
 		n := a.WithRefreshToken(info.refresh)
 		s.cred = n
 		c.addKey(s, n.cacheKey())
+		if persist != nil && rotatedAuthURL(asked, n) != nil {
+			if err := c.persist(ctx, s, n, persist); err != nil {
+				return err // the access token is not kept: nothing uses it before the rotation is saved
+			}
+		}
+	}
+	s.access, s.instanceURL, s.orgID, s.userID = info.access, info.instanceURL, info.orgID, info.userID
+	if err := ctx.Err(); err != nil {
+		return &Error{Reason: ReasonUnreachable, Retryable: true, Message: "the check was cancelled", cause: err}
 	}
 	return nil
 }
@@ -277,6 +332,21 @@ func (c *Client) sessionFor(cred Credential) *session {
 	}
 	s.lastUsed = now
 	return s
+}
+
+// forgetOthers keeps only s's newest credential in the cache: once a rotation is saved, the
+// keys of the dead credentials it replaced are no longer needed.
+func (c *Client) forgetOthers(s *session) {
+	cur := s.cred.cacheKey()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range s.keys {
+		if k != cur && c.sessions[k] == s {
+			delete(c.sessions, k)
+		}
+	}
+	s.keys = []string{cur}
+	c.sessions[cur] = s
 }
 
 func (c *Client) addKey(s *session, key string) {

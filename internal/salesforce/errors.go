@@ -32,6 +32,9 @@ const (
 	ReasonAPIDisabled Reason = "APIDisabled"
 	// ReasonOrgGone: the org no longer exists (deleted, or an expired scratch org).
 	ReasonOrgGone Reason = "OrgGone"
+	// ReasonSecretUpdateFailed: Salesforce rotated the refresh token and the caller's Persist
+	// could not save it. The client keeps the new token and offers it to Persist again first.
+	ReasonSecretUpdateFailed Reason = "SecretUpdateFailed"
 )
 
 // Error is every error Check returns and every error ParseAuthURL returns.

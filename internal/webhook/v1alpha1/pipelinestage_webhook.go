@@ -11,11 +11,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
+	"github.com/sfops/salesforce-operator/internal/rules"
 )
 
 // +kubebuilder:webhook:path=/validate-salesforce-sfops-io-v1alpha1-pipelinestage,mutating=false,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=pipelinestages,verbs=create;update,versions=v1alpha1,name=vpipelinestage-v1alpha1.sfops.io,admissionReviewVersions=v1
 
-// StageValidator refuses mapping an Active stage to an Inactive org. A stage may name an org that
+// StageValidator refuses mapping an Active stage to an Inactive org, or to a member of a
+// suspended implementation. A stage may name an org that
 // does not exist yet: GitOps applies in any order, and the stage is simply not Ready until it does.
 type StageValidator struct {
 	Reader client.Reader
@@ -57,6 +59,17 @@ func (v *StageValidator) check(ctx context.Context, s *sfv1.PipelineStage) (admi
 			field.Invalid(field.NewPath("spec", "orgRef", "name"), s.Spec.OrgRef.Name, fmt.Sprintf(
 				"SalesforceOrg %q is Inactive, and inactive connections cannot be mapped to a stage. Set the org Active first, or give the stage state: Inactive.",
 				org.Name)),
+		})
+	}
+	impl, err := rules.Suspended(ctx, v.Reader, org)
+	if err != nil {
+		return nil, err
+	}
+	if impl != nil {
+		return nil, apierrors.NewInvalid(sfv1.GroupVersion.WithKind("PipelineStage").GroupKind(), s.Name, field.ErrorList{
+			field.Invalid(field.NewPath("spec", "orgRef", "name"), s.Spec.OrgRef.Name, fmt.Sprintf(
+				"SalesforceOrg %q belongs to SalesforceImplementation %q, which is suspended: its orgs are not checked, so an active stage cannot use them. Resume the implementation (suspend: false) first, or give the stage state: Inactive.",
+				org.Name, impl.Name)),
 		})
 	}
 	return nil, nil

@@ -5,32 +5,41 @@ import (
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
 	"github.com/sfops/salesforce-operator/internal/index"
+	"github.com/sfops/salesforce-operator/internal/rules"
 )
 
-// +kubebuilder:webhook:path=/validate-salesforce-sfops-io-v1alpha1-salesforceimplementation,mutating=false,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=salesforceimplementations,verbs=update,versions=v1alpha1,name=vsalesforceimplementation-v1alpha1.sfops.io,admissionReviewVersions=v1
+// +kubebuilder:webhook:path=/validate-salesforce-sfops-io-v1alpha1-salesforceimplementation,mutating=false,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=salesforceimplementations,verbs=create;update,versions=v1alpha1,name=vsalesforceimplementation-v1alpha1.sfops.io,admissionReviewVersions=v1
 
-// ImplementationValidator refuses suspending an implementation whose orgs active stages use,
-// for the same reason an org in use cannot be made Inactive.
+// ImplementationValidator refuses two implementations naming one production org, and suspending
+// an implementation whose orgs active stages use (for the same reason an org in use cannot be
+// made Inactive).
 type ImplementationValidator struct {
 	Reader client.Reader
 }
 
-// ValidateCreate allows every creation: a new implementation has no members yet.
-func (v *ImplementationValidator) ValidateCreate(context.Context, *sfv1.SalesforceImplementation) (admission.Warnings, error) {
-	return nil, nil
+// ValidateCreate refuses a productionOrgRef that another implementation already names.
+func (v *ImplementationValidator) ValidateCreate(ctx context.Context, impl *sfv1.SalesforceImplementation) (admission.Warnings, error) {
+	return nil, v.productionUnclaimed(ctx, impl)
 }
 
-// ValidateUpdate refuses suspend: false → true while active stages map to a member org.
+// ValidateUpdate refuses a new productionOrgRef that another implementation names, and
+// suspend: false → true while active stages map to a member org.
 func (v *ImplementationValidator) ValidateUpdate(ctx context.Context, old, impl *sfv1.SalesforceImplementation) (admission.Warnings, error) {
+	if ref := impl.Spec.ProductionOrgRef; ref != nil && (old.Spec.ProductionOrgRef == nil || old.Spec.ProductionOrgRef.Name != ref.Name) {
+		if err := v.productionUnclaimed(ctx, impl); err != nil {
+			return nil, err
+		}
+	}
 	if old.Spec.Suspend || !impl.Spec.Suspend {
 		return nil, nil
 	}
-	stages, err := activeStagesOfMembers(ctx, v.Reader, impl)
+	stages, err := rules.StagesHoldingMembers(ctx, v.Reader, impl)
 	if err != nil {
 		return nil, err
 	}
@@ -50,28 +59,15 @@ func (v *ImplementationValidator) ValidateDelete(context.Context, *sfv1.Salesfor
 	return nil, nil
 }
 
-// activeStagesOfMembers lists the Active stages of every member org (by implementationRef, plus
-// the productionOrgRef).
-func activeStagesOfMembers(ctx context.Context, r client.Reader, impl *sfv1.SalesforceImplementation) ([]sfv1.PipelineStage, error) {
-	var members sfv1.SalesforceOrgList
-	if err := r.List(ctx, &members, client.InNamespace(impl.Namespace),
-		client.MatchingFields{index.OrgImplementation: impl.Name}); err != nil {
-		return nil, err
+func (v *ImplementationValidator) productionUnclaimed(ctx context.Context, impl *sfv1.SalesforceImplementation) error {
+	other, err := rules.ProductionClaimedBy(ctx, v.Reader, impl)
+	if err != nil || other == "" {
+		return err
 	}
-	names := map[string]bool{}
-	for _, m := range members.Items {
-		names[m.Name] = true
-	}
-	if ref := impl.Spec.ProductionOrgRef; ref != nil {
-		names[ref.Name] = true
-	}
-	var all []sfv1.PipelineStage
-	for name := range names {
-		stages, err := activeStagesOf(ctx, r, impl.Namespace, name)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, stages...)
-	}
-	return all, nil
+	ref := impl.Spec.ProductionOrgRef
+	return apierrors.NewInvalid(sfv1.GroupVersion.WithKind("SalesforceImplementation").GroupKind(), impl.Name, field.ErrorList{
+		field.Invalid(field.NewPath("spec", "productionOrgRef", "name"), ref.Name, fmt.Sprintf(
+			"SalesforceOrg %q is already the production org of SalesforceImplementation %q; a production org belongs to one implementation. Name another org, or remove it from %q first.",
+			ref.Name, other, other)),
+	})
 }

@@ -16,8 +16,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
-	"github.com/sfops/salesforce-operator/controllers"
 	"github.com/sfops/salesforce-operator/internal/index"
+	"github.com/sfops/salesforce-operator/internal/rules"
 )
 
 // +kubebuilder:webhook:path=/mutate-salesforce-sfops-io-v1alpha1-salesforceorg,mutating=true,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=salesforceorgs,verbs=create;update,versions=v1alpha1,name=msalesforceorg-v1alpha1.sfops.io,admissionReviewVersions=v1
@@ -81,7 +81,7 @@ func (v *OrgValidator) ValidateUpdate(ctx context.Context, old, org *sfv1.Salesf
 				"records who created the org and is set by the operator; it cannot be changed"))
 	}
 	if old.IsActive() && !org.IsActive() {
-		stages, err := activeStagesOf(ctx, v.Reader, org.Namespace, org.Name)
+		stages, err := rules.StagesHolding(ctx, v.Reader, org.Namespace, org.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -96,7 +96,7 @@ func (v *OrgValidator) ValidateUpdate(ctx context.Context, old, org *sfv1.Salesf
 
 // ValidateDelete refuses deleting an org that Active stages map to.
 func (v *OrgValidator) ValidateDelete(ctx context.Context, org *sfv1.SalesforceOrg) (admission.Warnings, error) {
-	stages, err := activeStagesOf(ctx, v.Reader, org.Namespace, org.Name)
+	stages, err := rules.StagesHolding(ctx, v.Reader, org.Namespace, org.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -111,17 +111,11 @@ func (v *OrgValidator) ValidateDelete(ctx context.Context, org *sfv1.SalesforceO
 // uniqueness: at most one default Dev Hub per namespace, at most one Production org per implementation.
 func (v *OrgValidator) uniqueness(ctx context.Context, org, old *sfv1.SalesforceOrg) error {
 	if org.Spec.DefaultDevHub && (old == nil || !old.Spec.DefaultDevHub) {
-		var list sfv1.SalesforceOrgList
-		if err := v.Reader.List(ctx, &list, client.InNamespace(org.Namespace)); err != nil {
+		holder, err := rules.DefaultDevHubOf(ctx, v.Reader, org.Namespace, org.Name)
+		if err != nil {
 			return err
 		}
-		others := list.Items[:0]
-		for _, o := range list.Items {
-			if o.Name != org.Name {
-				others = append(others, o)
-			}
-		}
-		if holder := controllers.DefaultDevHubHolder(others); holder != "" {
+		if holder != "" {
 			return apierrors.NewInvalid(sfv1.GroupVersion.WithKind("SalesforceOrg").GroupKind(), org.Name, field.ErrorList{
 				field.Invalid(field.NewPath("spec", "defaultDevHub"), true, fmt.Sprintf(
 					"SalesforceOrg %q is already the default Dev Hub of namespace %q; a namespace has at most one. Set defaultDevHub: false on one of them.",
@@ -130,27 +124,18 @@ func (v *OrgValidator) uniqueness(ctx context.Context, org, old *sfv1.Salesforce
 		}
 	}
 	ref := org.Spec.ImplementationRef
-	if org.Spec.Type != sfv1.OrgTypeProduction || ref == nil {
-		return nil
-	}
-	if old != nil && old.Spec.Type == sfv1.OrgTypeProduction && old.Spec.ImplementationRef != nil && old.Spec.ImplementationRef.Name == ref.Name {
+	if old != nil && old.Spec.Type == org.Spec.Type && old.Spec.ImplementationRef != nil && ref != nil && old.Spec.ImplementationRef.Name == ref.Name {
 		return nil // unchanged membership
 	}
-	var members sfv1.SalesforceOrgList
-	if err := v.Reader.List(ctx, &members, client.InNamespace(org.Namespace),
-		client.MatchingFields{index.OrgImplementation: ref.Name}); err != nil {
+	other, err := rules.OtherProductionMember(ctx, v.Reader, org)
+	if err != nil || other == "" {
 		return err
 	}
-	for _, m := range members.Items {
-		if m.Name != org.Name && m.Spec.Type == sfv1.OrgTypeProduction && m.DeletionTimestamp.IsZero() {
-			return apierrors.NewInvalid(sfv1.GroupVersion.WithKind("SalesforceOrg").GroupKind(), org.Name, field.ErrorList{
-				field.Invalid(field.NewPath("spec", "implementationRef", "name"), ref.Name, fmt.Sprintf(
-					"SalesforceImplementation %q already has a production org, SalesforceOrg %q; an implementation has at most one. Join it as a Sandbox, DeveloperEdition or Scratch org, or use another implementation.",
-					ref.Name, m.Name)),
-			})
-		}
-	}
-	return nil
+	return apierrors.NewInvalid(sfv1.GroupVersion.WithKind("SalesforceOrg").GroupKind(), org.Name, field.ErrorList{
+		field.Invalid(field.NewPath("spec", "implementationRef", "name"), ref.Name, fmt.Sprintf(
+			"SalesforceImplementation %q already has a production org, SalesforceOrg %q; an implementation has at most one. Join it as a Sandbox, DeveloperEdition or Scratch org, or use another implementation.",
+			ref.Name, other)),
+	})
 }
 
 // inUse is the refusal for an org that stages still hold: 403 Forbidden, with the full sentence.

@@ -8,7 +8,6 @@ package v1alpha1
 
 import (
 	"context"
-	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -17,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
-	"github.com/sfops/salesforce-operator/internal/index"
 )
 
 // Setup registers every webhook with the manager's webhook server.
@@ -38,15 +36,6 @@ func Setup(mgr ctrl.Manager) error {
 	return ctrl.NewWebhookManagedBy(mgr, &sfv1.SalesforceImplementation{}).
 		WithValidator(&ImplementationValidator{Reader: r}).
 		Complete()
-}
-
-// activeStagesOf lists the Active PipelineStages that map to the named org.
-func activeStagesOf(ctx context.Context, r client.Reader, namespace, org string) ([]sfv1.PipelineStage, error) {
-	stages, err := index.ActiveStagesForOrg(ctx, r, namespace, org)
-	if err != nil {
-		return nil, fmt.Errorf("listing the pipeline stages of SalesforceOrg %q: %w", org, err)
-	}
-	return stages, nil
 }
 
 // namespaceTerminating reports whether the namespace is being deleted: everything in it goes, so

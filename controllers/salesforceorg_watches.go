@@ -1,0 +1,100 @@
+package controllers
+
+import (
+	"context"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
+	"github.com/sfops/salesforce-operator/internal/index"
+)
+
+// SetupWithManager watches orgs, the Secrets they name (metadata only: no Secret data is cached),
+// the stages that map to them, their implementations, and the namespace's other default Dev Hubs.
+func (r *SalesforceOrgReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	conc := r.MaxConcurrentReconciles
+	if conc == 0 {
+		conc = 8
+	}
+	r.startedAt = time.Now()
+	if r.SecretMetadata == nil {
+		r.SecretMetadata = mgr.GetCache()
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&sfv1.SalesforceOrg{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{}))).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.orgsForSecret)).
+		Watches(&sfv1.PipelineStage{}, handler.EnqueueRequestsFromMapFunc(orgForStage)).
+		Watches(&sfv1.SalesforceImplementation{}, handler.EnqueueRequestsFromMapFunc(r.orgsForImplementation),
+			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate{}))).
+		Watches(&sfv1.SalesforceOrg{}, handler.EnqueueRequestsFromMapFunc(r.otherDefaultDevHubs),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: conc}).
+		Named("salesforceorg").
+		Complete(r)
+}
+
+func (r *SalesforceOrgReconciler) orgsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.orgsMatching(ctx, o.GetNamespace(), index.OrgAuthSecret, o.GetName())
+}
+
+func (r *SalesforceOrgReconciler) orgsForImplementation(ctx context.Context, o client.Object) []reconcile.Request {
+	reqs := r.orgsMatching(ctx, o.GetNamespace(), index.OrgImplementation, o.GetName())
+	if ref := o.(*sfv1.SalesforceImplementation).Spec.ProductionOrgRef; ref != nil {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}})
+	}
+	return reqs
+}
+
+func (r *SalesforceOrgReconciler) orgsMatching(ctx context.Context, ns, field, value string) []reconcile.Request {
+	var list sfv1.SalesforceOrgList
+	if err := r.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{field: value}); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, o := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&o)})
+	}
+	return reqs
+}
+
+// otherDefaultDevHubs re-evaluates the namespace's other default Dev Hub claimants when one's
+// spec changes (not on every status patch).
+func (r *SalesforceOrgReconciler) otherDefaultDevHubs(ctx context.Context, o client.Object) []reconcile.Request {
+	if org, ok := o.(*sfv1.SalesforceOrg); !ok || !org.Spec.DefaultDevHub {
+		return nil
+	}
+	var list sfv1.SalesforceOrgList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, other := range list.Items {
+		if other.Name != o.GetName() && other.Spec.DefaultDevHub {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&other)})
+		}
+	}
+	return reqs
+}
+
+func orgForStage(_ context.Context, o client.Object) []reconcile.Request {
+	s := o.(*sfv1.PipelineStage)
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: s.Namespace, Name: s.Spec.OrgRef.Name}}}
+}
+
+// deletionPredicate passes updates that start a deletion (finalizers pending).
+type deletionPredicate struct{ predicate.Funcs }
+
+func (deletionPredicate) Update(e event.UpdateEvent) bool {
+	return e.ObjectOld.GetDeletionTimestamp().IsZero() != e.ObjectNew.GetDeletionTimestamp().IsZero()
+}
