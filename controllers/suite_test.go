@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -37,6 +38,8 @@ var (
 	k8s        client.Client
 	fakeSF     *sftest.Server
 	kubeconfig string
+	// mgrCache is the manager's own cache, for tests of what it holds.
+	mgrCache cache.Cache
 	logs       = &syncBuffer{}
 )
 
@@ -104,6 +107,7 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	k8s = mgr.GetClient()
+	mgrCache = mgr.GetCache()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
@@ -356,4 +360,18 @@ func kubectlErr(t *testing.T, stdin string, args ...string) string {
 		t.Fatalf("kubectl %s succeeded, expected a refusal: %s", strings.Join(args, " "), out.String())
 	}
 	return errb.String()
+}
+
+// kubectlIn runs kubectl with stdin and returns its standard output. Its arguments and output
+// may be printed on failure, so stdin is never echoed.
+func kubectlIn(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kubectl %s: %v", strings.Join(args, " "), err)
+	}
+	return out.String()
 }

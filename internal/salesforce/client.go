@@ -262,17 +262,17 @@ func (c *Client) login(ctx context.Context, s *session, asked Credential, persis
 	if err != nil {
 		return err
 	}
+	s.access, s.instanceURL, s.orgID, s.userID = info.access, info.instanceURL, info.orgID, info.userID
 	if a, ok := s.cred.(AuthURL); ok && info.refresh != "" && info.refresh != a.RefreshToken {
 		n := a.WithRefreshToken(info.refresh)
 		s.cred = n
 		c.addKey(s, n.cacheKey())
 		if persist != nil && rotatedAuthURL(asked, n) != nil {
 			if err := c.persist(ctx, s, n, persist); err != nil {
-				return err // the access token is not kept: nothing uses it before the rotation is saved
+				return err // the access token waits, unused, until the rotation is saved
 			}
 		}
 	}
-	s.access, s.instanceURL, s.orgID, s.userID = info.access, info.instanceURL, info.orgID, info.userID
 	if err := ctx.Err(); err != nil {
 		return &Error{Reason: ReasonUnreachable, Retryable: true, Message: "the check was cancelled", cause: err}
 	}
