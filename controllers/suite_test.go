@@ -40,7 +40,7 @@ var (
 	kubeconfig string
 	// mgrCache is the manager's own cache, for tests of what it holds.
 	mgrCache cache.Cache
-	logs       = &syncBuffer{}
+	logs     = &syncBuffer{}
 )
 
 // syncBuffer collects every log line of the manager, so a test can prove no credential leaks.
