@@ -229,7 +229,7 @@ func TestSamplesApply(t *testing.T) {
 	// The sample Secret holds a placeholder, not an auth URL: refused with the fix, and no call is made.
 	org := waitOrgReady(t, ns, "acme-prod", metav1.ConditionFalse, sfv1.ReasonAuthURLInvalid)
 	if msg := condition(org.Status.Conditions, sfv1.ConditionReady).Message; msg != `Secret "acme-prod-auth" key "sfdxAuthUrl": An auth URL starts with force://; generate it with `+
-		"`sf org display --target-org <alias> --verbose --json` and use result.sfdxAuthUrl as printed." {
+		"`sf org auth show-sfdx-auth-url --target-org <alias> --json` and use result.sfdxAuthUrl as printed." {
 		t.Errorf("message: %s", msg)
 	}
 	waitOrgReady(t, ns, "acme-uat", metav1.ConditionFalse, sfv1.ReasonSecretNotFound)

@@ -16,7 +16,14 @@ import (
 const ShortFormClientID = "PlatformCLI"
 
 // howToGetAuthURL ends every auth URL error: it is the one fix that always works.
-const howToGetAuthURL = "generate it with `sf org display --target-org <alias> --verbose --json` and use result.sfdxAuthUrl as printed"
+const howToGetAuthURL = "generate it with `sf org auth show-sfdx-auth-url --target-org <alias> --json` and use result.sfdxAuthUrl as printed"
+
+// MaxAuthURLLength bounds an auth URL: a real one is a few hundred bytes.
+const MaxAuthURLLength = 4096
+
+// redactedPlaceholder starts what recent Salesforce CLIs print in place of the auth URL in
+// `sf org display --verbose --json`.
+const redactedPlaceholder = "[REDACTED]"
 
 // AuthURL is a parsed SFDX auth URL: the credential of the refresh-token flow.
 //
@@ -58,6 +65,12 @@ var schemePrefix = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*:/`)
 func ParseAuthURL(s string) (AuthURL, error) {
 	s = strings.TrimSpace(s)
 	switch {
+	case len(s) > MaxAuthURLLength:
+		return AuthURL{}, invalidAuthURL(fmt.Sprintf("the value is %d bytes long, but an auth URL is a few hundred bytes (at most %d accepted): the Secret holds something else; %s",
+			len(s), MaxAuthURLLength, howToGetAuthURL))
+	case strings.HasPrefix(s, redactedPlaceholder):
+		return AuthURL{}, invalidAuthURL("this is the Salesforce CLI's redacted placeholder from `sf org display`, not the auth URL: run " +
+			"`sf org auth show-sfdx-auth-url --target-org <alias> --json` and use result.sfdxAuthUrl as printed")
 	case s == "":
 		return AuthURL{}, invalidAuthURL("the auth URL is empty; " + howToGetAuthURL)
 	case s == "undefined" || s == "null":
@@ -70,7 +83,7 @@ func ParseAuthURL(s string) (AuthURL, error) {
 			return AuthURL{}, invalidAuthURL("the auth URL is base64-encoded: decode it once before use " +
 				"(in a Kubernetes Secret put the plain force:// URL under stringData, or base64-encode it exactly once under data)")
 		case strings.HasPrefix(s, "{") && strings.Contains(s, "sfdxAuthUrl"):
-			return AuthURL{}, invalidAuthURL("this is the JSON output of `sf org display`, not an auth URL: use only the value of result.sfdxAuthUrl")
+			return AuthURL{}, invalidAuthURL("this is the JSON output of the Salesforce CLI, not an auth URL: use only the value of result.sfdxAuthUrl")
 		case len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix):
 			return AuthURL{}, invalidAuthURL("the auth URL must start with force:// in lower case; " + howToGetAuthURL)
 		default:

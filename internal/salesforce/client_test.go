@@ -222,7 +222,7 @@ func TestErrorClasses(t *testing.T) {
 		{"revoked while cached", func(s *sftest.Server, o *sftest.Org) { o.RevokeRefreshTokens() }, true,
 			salesforce.ReasonCredentialRejected, false, "invalid_grant", "expired access/refresh token", map[string]int{"composite": 1, "token": 1}},
 		{"sandbox refreshed", func(s *sftest.Server, o *sftest.Org) { o.RefreshSandbox() }, true,
-			salesforce.ReasonCredentialRejected, false, "invalid_grant", "sf org display", map[string]int{"composite": 1, "token": 1}},
+			salesforce.ReasonCredentialRejected, false, "invalid_grant", "sf org auth show-sfdx-auth-url", map[string]int{"composite": 1, "token": 1}},
 		{"inactive user", func(s *sftest.Server, o *sftest.Org) { o.SetInactiveUser(true) }, true,
 			salesforce.ReasonCredentialRejected, false, "invalid_grant", "inactive user", nil},
 		{"deleted org", func(s *sftest.Server, o *sftest.Org) { o.Delete() }, false,

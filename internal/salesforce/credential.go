@@ -111,7 +111,7 @@ func (a AuthURL) login(ctx context.Context, c *Client) (*tokenInfo, error) {
 	return info, err
 }
 
-const refreshTokenFix = "log in again (sf org login web) and store the new URL from `sf org display --target-org <alias> --verbose --json`"
+const refreshTokenFix = "log in again (sf org login web) and store the new URL from `sf org auth show-sfdx-auth-url --target-org <alias> --json`"
 
 // JWTBearer is the credential of the OAuth 2.0 JWT bearer flow: a connected app's consumer key,
 // a pre-authorised username and the private key whose certificate the app holds.
