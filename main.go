@@ -11,6 +11,7 @@ package main
 import (
 	"flag"
 	"os"
+	"strings"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,8 +23,13 @@ import (
 
 func main() {
 	var o operator.Options
-	var allowed string
-	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; \"0\" disables it.")
+	var allowed, namespaces string
+	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to; \"0\" disables it.")
+	flag.BoolVar(&o.MetricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to callers the API server authenticates and authorises (get /metrics); false serves plain HTTP to anyone who can connect.")
+	flag.StringVar(&namespaces, "watch-namespaces", "", "Comma-separated namespaces to watch (default: all). With it the operator needs Roles in those namespaces only (config/namespaced).")
+	flag.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", 60*time.Second, "How long a leader's lease lasts without renewal: the longest a failover waits after a crash.")
+	flag.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", 45*time.Second, "How long the leader keeps trying to renew before it gives up and exits: the longest API-server outage the leader survives.")
+	flag.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", 5*time.Second, "How often leader-election clients retry.")
 	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address the health probes bind to.")
 	flag.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader, so that only one replica reconciles at a time.")
 	flag.StringVar(&o.LeaderElectNS, "leader-election-namespace", "", "Namespace of the leader-election lease (default: the pod's).")
@@ -46,6 +52,11 @@ func main() {
 		os.Exit(2)
 	}
 	o.AllowedHosts = hosts
+	for _, ns := range strings.Split(namespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			o.WatchNamespaces = append(o.WatchNamespaces, ns)
+		}
+	}
 	mgr, err := operator.New(ctrl.GetConfigOrDie(), o)
 	if err != nil {
 		setupLog.Error(err, "unable to set up the operator")

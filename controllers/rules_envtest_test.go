@@ -81,7 +81,7 @@ func TestSecretMetadataCacheHoldsNoCredential(t *testing.T) {
 	ns := newNamespace(t)
 	fo := fakeSF.AddOrg(sftest.OrgSpec{Name: ns + "-ca", Kind: sftest.Production})
 	manifest := `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"ca-auth","namespace":"` + ns +
-		`"},"stringData":{"sfdxAuthUrl":"` + fo.AuthURL() + `"}}`
+		`","labels":{"salesforce.sfops.io/credential":"true"}},"stringData":{"sfdxAuthUrl":"` + fo.AuthURL() + `"}}`
 	kubectlIn(t, manifest, "apply", "-f", "-")
 	org := newOrg(ns, "ca", sfv1.OrgTypeProduction, "ca-auth")
 	mustCreate(t, org)

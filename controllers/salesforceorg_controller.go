@@ -256,22 +256,44 @@ func (r *SalesforceOrgReconciler) idle(sc *orgScope) (summary, bool) {
 	return sum, true
 }
 
-// dueCredential is the auth Secret's resourceVersion as the metadata cache has it. A Secret that
-// does not exist stalls the org without a read: its creation wakes the org.
+// dueCredential is the auth Secret's resourceVersion as the metadata cache has it. The cache
+// holds only Secrets labelled as credentials; a Secret it lacks stalls the org without a read of
+// its data (its creation or labelling wakes the org).
 func (r *SalesforceOrgReconciler) dueCredential(ctx context.Context, sc *orgScope) (string, error) {
 	org := sc.org
-	name, key := org.Spec.AuthSecretRef.Name, org.AuthSecretKey()
+	name := org.Spec.AuthSecretRef.Name
 	meta := secretMeta()
 	err := r.SecretMetadata.Get(ctx, types.NamespacedName{Namespace: org.Namespace, Name: name}, meta)
 	switch {
 	case apierrors.IsNotFound(err):
-		return "", r.credentialFailed(ctx, sc, "", sfv1.ReasonSecretNotFound,
-			"Secret %q not found in namespace %q: create it with the org's SFDX auth URL under key %q (kubectl create secret generic %s --from-literal=%s=\"$(sf org auth show-sfdx-auth-url --target-org <alias> --json | jq -r .result.sfdxAuthUrl)\").",
-			name, org.Namespace, key, name, key)
+		return "", r.secretMissing(ctx, sc)
 	case err != nil:
 		return "", unhandled(err, "Reading Secret %q failed", name)
 	}
 	return meta.ResourceVersion, nil
+}
+
+// secretMissing tells a Secret that does not exist from one that is not labelled as a
+// credential, by its metadata alone (read live, never its data).
+func (r *SalesforceOrgReconciler) secretMissing(ctx context.Context, sc *orgScope) error {
+	org := sc.org
+	name, key := org.Spec.AuthSecretRef.Name, org.AuthSecretKey()
+	meta := secretMeta()
+	err := r.APIReader.Get(quiet(ctx), types.NamespacedName{Namespace: org.Namespace, Name: name}, meta)
+	switch {
+	case apierrors.IsNotFound(err):
+		return r.credentialFailed(ctx, sc, "", sfv1.ReasonSecretNotFound,
+			"Secret %q not found in namespace %q: create it with the org's SFDX auth URL under key %q, labelled %s=true (kubectl create secret generic %s --from-literal=%s=\"$(sf org auth show-sfdx-auth-url --target-org <alias> --json | jq -r .result.sfdxAuthUrl)\" && kubectl label secret %s %s=true).",
+			name, org.Namespace, key, sfv1.CredentialLabel, name, key, name, sfv1.CredentialLabel)
+	case err != nil:
+		return unhandled(err, "Reading Secret %q failed", name)
+	case meta.Labels[sfv1.CredentialLabel] != "true":
+		return r.credentialFailed(ctx, sc, "", sfv1.ReasonSecretNotLabelled,
+			"Secret %q is not labelled %s=true, and the operator reads only Secrets that opt in: kubectl label secret %s %s=true.",
+			name, sfv1.CredentialLabel, name, sfv1.CredentialLabel)
+	}
+	// Labelled, and the cache has not seen it yet: its event will wake the org.
+	return retry(r.retryBase(), sfv1.ReasonProgressing, "Waiting for Secret %q to reach the operator's cache.", name)
 }
 
 func secretMeta() *metav1.PartialObjectMetadata {
@@ -301,6 +323,11 @@ func (r *SalesforceOrgReconciler) credential(ctx context.Context, sc *orgScope) 
 				"Secret %q not found in namespace %q: create it with the org's SFDX auth URL under key %q.", name, org.Namespace, key)
 		}
 		return salesforce.AuthURL{}, nil, unhandled(err, "Reading Secret %q failed", name)
+	}
+	if secret.Labels[sfv1.CredentialLabel] != "true" {
+		return salesforce.AuthURL{}, nil, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonSecretNotLabelled,
+			"Secret %q is not labelled %s=true, and the operator reads only Secrets that opt in: kubectl label secret %s %s=true.",
+			name, sfv1.CredentialLabel, name, sfv1.CredentialLabel)
 	}
 	raw, ok := secret.Data[key]
 	if !ok {

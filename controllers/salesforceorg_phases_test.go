@@ -137,7 +137,7 @@ func (h *harness) org(t *testing.T, name string) *sfv1.SalesforceOrg {
 }
 
 func authSecret(name string) *corev1.Secret {
-	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, ResourceVersion: ""},
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Labels: map[string]string{sfv1.CredentialLabel: "true"}},
 		Data: map[string][]byte{sfv1.DefaultAuthSecretKey: []byte(testAuthURL)}}
 }
 

@@ -181,13 +181,14 @@ func newNamespace(t *testing.T) string {
 	return name
 }
 
-// putSecret creates or replaces the auth Secret. The value is never logged.
+// putSecret creates or replaces the auth Secret, labelled as a credential. The value is never logged.
 func putSecret(t *testing.T, ns, name, authURL string) {
 	t.Helper()
 	ctx := context.Background()
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	err := k8s.Get(ctx, client.ObjectKeyFromObject(s), s)
 	s.Data = map[string][]byte{sfv1.DefaultAuthSecretKey: []byte(authURL)}
+	s.Labels = map[string]string{sfv1.CredentialLabel: "true"}
 	if err == nil {
 		err = k8s.Update(ctx, s)
 	} else {

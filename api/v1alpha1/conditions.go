@@ -37,6 +37,9 @@ const (
 
 	// ReasonSecretNotFound: the Secret named by authSecretRef does not exist.
 	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonSecretNotLabelled: the Secret exists but lacks the label salesforce.sfops.io/credential: "true"
+	// that lets the operator read it.
+	ReasonSecretNotLabelled = "SecretNotLabelled"
 	// ReasonSecretKeyNotFound: the Secret exists but lacks the key named by authSecretRef.key.
 	ReasonSecretKeyNotFound = "SecretKeyNotFound"
 	// ReasonAuthURLInvalid: the Secret's value is not an SFDX auth URL.

@@ -56,7 +56,7 @@ func run() error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := operator.Options{MetricsAddr: *metricsAddr, ProbeAddr: *probeAddr}
+	opts := operator.Options{MetricsAddr: *metricsAddr, ProbeAddr: *probeAddr} // plain HTTP on loopback for a laptop
 
 	cfg, external := reachableCluster()
 	if external && !*embedded {
@@ -167,7 +167,7 @@ func seedDemo(ctx context.Context, cfg *rest.Config, fake *sftest.Server) error 
 		}}
 	}
 	secret := func(name, authURL string) *corev1.Secret {
-		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-auth"},
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-auth", Labels: map[string]string{sfv1.CredentialLabel: "true"}},
 			StringData: map[string]string{sfv1.DefaultAuthSecretKey: authURL}}
 	}
 	objs := []client.Object{

@@ -8,11 +8,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net/http"
 	"os"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -21,6 +23,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -41,10 +45,18 @@ func init() {
 
 // Options configure one operator.
 type Options struct {
-	MetricsAddr   string
+	MetricsAddr string
+	// MetricsSecure serves metrics over HTTPS, only to callers the API server authenticates and
+	// authorises (get on the /metrics non-resource URL), as kubebuilder scaffolds.
+	MetricsSecure bool
 	ProbeAddr     string
 	LeaderElect   bool
 	LeaderElectNS string
+	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election (0: 60s, 45s, 5s).
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// WatchNamespaces restricts the operator to these namespaces (empty: all). With it, the
+	// operator needs Roles in those namespaces only, no ClusterRole for Secrets.
+	WatchNamespaces []string
 
 	// EnableWebhooks serves the admission webhooks (the cluster must be able to reach them).
 	EnableWebhooks bool
@@ -66,18 +78,44 @@ type Options struct {
 
 // New builds a manager with every controller and, when enabled, every webhook.
 func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	metrics := metricsserver.Options{BindAddress: o.MetricsAddr}
+	if o.MetricsSecure {
+		metrics.SecureServing = true
+		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	credentialSecrets, err := labels.Parse(sfv1.CredentialLabel + "=true")
+	if err != nil {
+		return nil, err
+	}
+	cacheOpts := cache.Options{
+		DefaultTransform: trimForCache,
+		// The operator sees only Secrets that opt in: it can neither read nor watch another
+		// team's Secret that merely has the right name, and 1,000 unrelated Secrets cost nothing.
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Label: credentialSecrets, Transform: trimForCache},
+		},
+	}
+	if len(o.WatchNamespaces) > 0 {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range o.WatchNamespaces {
+			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
 	mgrOpts := ctrl.Options{
 		Scheme:                  Scheme,
-		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		Metrics:                 metrics,
 		HealthProbeBindAddress:  o.ProbeAddr,
 		LeaderElection:          o.LeaderElect,
 		LeaderElectionID:        "salesforce-operator.sfops.io",
 		LeaderElectionNamespace: o.LeaderElectNS,
+		LeaseDuration:           ptr(orDefault(o.LeaseDuration, 60*time.Second)),
+		RenewDeadline:           ptr(orDefault(o.RenewDeadline, 45*time.Second)),
+		RetryPeriod:             ptr(orDefault(o.RetryPeriod, 5*time.Second)),
 		Client: client.Options{Cache: &client.CacheOptions{
 			// Secrets are never cached: the org reconciler reads them directly, and watches only their metadata.
 			DisableFor: []client.Object{&corev1.Secret{}},
 		}},
-		Cache: cache.Options{DefaultTransform: trimForCache},
+		Cache: cacheOpts,
 		// A graceful stop waits for in-flight checks, whose rotated-token write-backs must finish:
 		// the Salesforce timeout plus one Secret write. The Deployment's grace period is longer.
 		GracefulShutdownTimeout: ptr(max(o.SalesforceTimeout, salesforce.DefaultTimeout) + 15*time.Second),
@@ -129,7 +167,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			return nil, fmt.Errorf("setting up the webhooks: %w", err)
 		}
 	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+	if err := mgr.AddHealthzCheck("reconcilers", notWedged(3*time.Minute)); err != nil {
 		return nil, err
 	}
 	readyCheck := healthz.Ping
@@ -147,7 +185,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 // labels. A Secret written by client-side `kubectl apply` carries its whole content, credential
 // included, in the last-applied-configuration annotation.
 func trimForCache(obj any) (any, error) {
-	if o, ok := obj.(client.Object); ok {
+	if o, ok := obj.(client.Object); ok && o.GetManagedFields() != nil {
 		o.SetManagedFields(nil)
 	}
 	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
@@ -158,6 +196,36 @@ func trimForCache(obj any) (any, error) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// notWedged fails when a reconcile has been running longer than limit: every Salesforce call and
+// Secret write is bounded well below it, so such a worker is stuck and a restart is the cure. It
+// reads controller-runtime's own work-queue gauge, so it costs nothing while all is well.
+func notWedged(limit time.Duration) healthz.Checker {
+	return func(*http.Request) error {
+		families, err := crmetrics.Registry.Gather()
+		if err != nil {
+			return nil
+		}
+		for _, f := range families {
+			if f.GetName() != "workqueue_longest_running_processor_seconds" {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				if v := m.GetGauge().GetValue(); v > limit.Seconds() {
+					return fmt.Errorf("a reconcile has been running for %.0fs", v)
+				}
+			}
+		}
+		return nil
+	}
+}
 
 func newSalesforceClient(o Options) (*salesforce.Client, error) {
 	pool := o.RootCAs

@@ -9,6 +9,7 @@ import (
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -60,21 +61,76 @@ func (h *CreatedByHandler) Handle(_ context.Context, req admission.Request) admi
 	})
 }
 
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+
 // +kubebuilder:webhook:path=/validate-salesforce-sfops-io-v1alpha1-salesforceorg,mutating=false,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=salesforceorgs,verbs=create;update;delete,versions=v1alpha1,name=vsalesforceorg-v1alpha1.sfops.io,admissionReviewVersions=v1
 
-// OrgValidator refuses what would break an org's users or the namespace's uniqueness rules.
+// OrgValidator refuses what would break an org's users or the namespace's uniqueness rules, and
+// a credential Secret the requester may not use herself.
 type OrgValidator struct {
 	Reader client.Reader
+	// Access asks the API server whether the requesting user may do something (SubjectAccessReview).
+	Access client.Client
 }
 
-// ValidateCreate enforces one default Dev Hub per namespace and one production org per implementation.
+// ValidateCreate checks the requester's access to the Secret, one default Dev Hub per namespace
+// and one production org per implementation.
 func (v *OrgValidator) ValidateCreate(ctx context.Context, org *sfv1.SalesforceOrg) (admission.Warnings, error) {
+	if err := v.mayUseSecret(ctx, org); err != nil {
+		return nil, err
+	}
 	return nil, v.uniqueness(ctx, org, nil)
+}
+
+// secretVerbs are what the operator does with an org's Secret on its behalf: read it, and write
+// a rotated refresh token back. Whoever names the Secret must be allowed both herself, or the
+// operator would be her confused deputy.
+var secretVerbs = []string{"get", "update"}
+
+// mayUseSecret refuses naming a Secret the requesting user may not get and update herself.
+func (v *OrgValidator) mayUseSecret(ctx context.Context, org *sfv1.SalesforceOrg) error {
+	if v.Access == nil {
+		return nil
+	}
+	req, err := admission.RequestFromContext(ctx)
+	if err != nil {
+		return err
+	}
+	u := req.UserInfo
+	extra := map[string]authorizationv1.ExtraValue{}
+	for k, vals := range u.Extra {
+		extra[k] = authorizationv1.ExtraValue(vals)
+	}
+	name := org.Spec.AuthSecretRef.Name
+	for _, verb := range secretVerbs {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: u.Username, UID: u.UID, Groups: u.Groups, Extra: extra,
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: org.Namespace, Verb: verb, Resource: "secrets", Name: name,
+			},
+		}}
+		if err := v.Access.Create(ctx, sar); err != nil {
+			return fmt.Errorf("checking access to Secret %q: %w", name, err)
+		}
+		if !sar.Status.Allowed {
+			return apierrors.NewForbidden(sfv1.GroupVersion.WithResource("salesforceorgs").GroupResource(), org.Name,
+				field.Forbidden(field.NewPath("spec", "authSecretRef", "name"), fmt.Sprintf(
+					"%s may not %s Secret %q in namespace %q, and the operator would %s it on your behalf; name a Secret you may get and update yourself, or ask for access to it",
+					u.Username, verb, name, org.Namespace, map[string]string{"get": "read", "update": "write a rotated refresh token to"}[verb])))
+		}
+	}
+	return nil
 }
 
 // ValidateUpdate refuses Active → Inactive while Active stages map to the org, and any change to
 // the created-by record, besides the uniqueness rules.
 func (v *OrgValidator) ValidateUpdate(ctx context.Context, old, org *sfv1.SalesforceOrg) (admission.Warnings, error) {
+	if old.Spec.AuthSecretRef.Name != org.Spec.AuthSecretRef.Name {
+		if err := v.mayUseSecret(ctx, org); err != nil {
+			return nil, err
+		}
+	}
 	if was, now := old.Annotations[sfv1.CreatedByAnnotation], org.Annotations[sfv1.CreatedByAnnotation]; was != now {
 		return nil, apierrors.NewForbidden(sfv1.GroupVersion.WithResource("salesforceorgs").GroupResource(), org.Name,
 			field.Forbidden(field.NewPath("metadata", "annotations").Key(sfv1.CreatedByAnnotation),

@@ -24,7 +24,7 @@ func Setup(mgr ctrl.Manager) error {
 	mgr.GetWebhookServer().Register("/mutate-salesforce-sfops-io-v1alpha1-salesforceorg",
 		&webhook.Admission{Handler: &CreatedByHandler{}})
 	if err := ctrl.NewWebhookManagedBy(mgr, &sfv1.SalesforceOrg{}).
-		WithValidator(&OrgValidator{Reader: r}).
+		WithValidator(&OrgValidator{Reader: r, Access: mgr.GetClient()}).
 		Complete(); err != nil {
 		return err
 	}
