@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -39,6 +40,9 @@ func TestRotationSurvivesManagerStops(t *testing.T) {
 	if n := rep.Losses(); n > 0 {
 		t.Errorf("%d org credentials lost when the manager was stopped mid-rotation; reproduce with `go run ./hack/faults --seed %d`", n, cfg.Seed)
 	}
+	if len(rep.LeakingLogs) > 0 {
+		t.Errorf("manager logs holding a token: %v", rep.LeakingLogs)
+	}
 }
 
 // testLog writes the harness's progress lines to the test log.
@@ -46,6 +50,6 @@ type testLog struct{ t *testing.T }
 
 func (w testLog) Write(p []byte) (int, error) {
 	w.t.Helper()
-	w.t.Log(string(p))
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
 }

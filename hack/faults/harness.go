@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -96,7 +98,28 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return rep, err
 		}
 	}
-	return rep, nil
+	h.managers.killAll()
+	rep.LeakingLogs, err = leakingLogs(h.managers.logDir, fake.IssuedSecrets())
+	return rep, err
+}
+
+// leakingLogs names the manager logs that hold a secret the fake issued. It never says which.
+func leakingLogs(dir string, secrets []string) ([]string, error) {
+	logs, err := filepath.Glob(filepath.Join(dir, "*.log"))
+	if err != nil {
+		return nil, err
+	}
+	var leaking []string
+	for _, l := range logs {
+		b, err := os.ReadFile(l)
+		if err != nil {
+			return nil, err
+		}
+		if slices.ContainsFunc(secrets, func(s string) bool { return bytes.Contains(b, []byte(s)) }) {
+			leaking = append(leaking, filepath.Base(l))
+		}
+	}
+	return leaking, nil
 }
 
 // prepareManagers writes the kubeconfig and the fake's CA, builds the manager unless given one,

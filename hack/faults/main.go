@@ -9,9 +9,9 @@
 //
 // It judges only from outside (org conditions, the fake's live tokens), so it works on any build
 // of the manager (--manager). It prints the table on stdout and exits 1 when a credential
-// was lost (0 with --report-only). It never prints a token or an auth URL; the managers' output
-// goes to log files, kept (binary removed) when something was lost. Everything it starts stops
-// when it ends, Ctrl-C included.
+// was lost or a manager logged a token (0 with --report-only). It never prints a token or an auth
+// URL; the managers' output goes to log files, kept (binary removed) when something failed.
+// Everything it starts stops when it ends, Ctrl-C included.
 package main
 
 import (
@@ -48,7 +48,7 @@ func run() int {
 	flag.DurationVar(&cfg.StopMax, "stop-within", 300*time.Millisecond, "The stop comes at a random moment between 0 and this long after the first token request.")
 	flag.DurationVar(&cfg.Settle, "settle", 20*time.Second, "How long a restarted manager has to decide every org.")
 	flag.StringVar(&cfg.Manager, "manager", "", "Manager binary to test (default: build the repository's).")
-	flag.StringVar(&cfg.WorkDir, "work-dir", "", "Where the kubeconfig, the fake's CA and the managers' logs go (default: a temporary directory, removed unless something was lost).")
+	flag.StringVar(&cfg.WorkDir, "work-dir", "", "Where the kubeconfig, the fake's CA and the managers' logs go (default: a temporary directory, removed unless something failed).")
 	flag.BoolVar(&cfg.Revert, "revert", true, "Also run the revert cases.")
 	flag.Parse()
 
@@ -89,12 +89,12 @@ func run() int {
 		fmt.Print(rep.Markdown())
 		fmt.Printf("\n(%s)\n", time.Since(start).Round(time.Second))
 	}
-	lost := rep != nil && rep.Losses() > 0
+	failed := rep != nil && rep.Failed()
 	if cfg.Manager == "" {
 		_ = os.Remove(filepath.Join(cfg.WorkDir, "manager"))
 	}
 	switch {
-	case temporary && err == nil && !lost:
+	case temporary && err == nil && !failed:
 		_ = os.RemoveAll(cfg.WorkDir)
 	default:
 		fmt.Fprintln(os.Stderr, "faults: the managers' logs are in", filepath.Join(cfg.WorkDir, "logs"))
@@ -103,8 +103,8 @@ func run() int {
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "faults:", err)
 		return 2
-	case lost && !*reportOnly:
-		fmt.Fprintf(os.Stderr, "faults: %d org credentials lost\n", rep.Losses())
+	case failed && !*reportOnly:
+		fmt.Fprintf(os.Stderr, "faults: %d org credentials lost, %d manager logs holding a token\n", rep.Losses(), len(rep.LeakingLogs))
 		return 1
 	}
 	return 0

@@ -30,7 +30,12 @@ type Report struct {
 	Config Config
 	Cells  []Cell
 	Revert []RevertResult
+	// LeakingLogs names the manager logs that hold a token the fake issued (never which).
+	LeakingLogs []string
 }
+
+// Failed says whether a credential was lost or leaked into a manager's log.
+func (r *Report) Failed() bool { return r.Losses() > 0 || len(r.LeakingLogs) > 0 }
 
 // Losses counts lost credentials, the revert cases included.
 func (r *Report) Losses() int {
@@ -80,6 +85,9 @@ func (r *Report) Markdown() string {
 		for _, rv := range r.Revert {
 			fmt.Fprintf(&b, "| %s | %s |\n", revertName(rv.AcrossRestart), orElse(rv.Verdict, "kept"))
 		}
+	}
+	if len(r.LeakingLogs) > 0 {
+		fmt.Fprintf(&b, "\nA token the fake issued appears in these manager logs: %s\n", strings.Join(r.LeakingLogs, ", "))
 	}
 	return b.String()
 }
