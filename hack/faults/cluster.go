@@ -121,11 +121,9 @@ func (h *harness) secretLive(ctx context.Context, o *org) (bool, error) {
 
 // Verdicts. Every loss says why, in words that never hold a credential.
 const (
-	ok                = ""
-	lostRejected      = "CredentialRejected"
-	lostDeadSecret    = "Connected, but the Secret's refresh token is dead"
-	lostNotPersisted  = "the rotated token was never written to the Secret"
-	lostNoVerdictStem = "no verdict in time"
+	ok             = ""
+	lostRejected   = "CredentialRejected"
+	lostDeadSecret = "Connected, but the Secret's refresh token is dead"
 )
 
 // settle waits (up to timeout) until the operator handled marker on every org and says, per org:
@@ -155,7 +153,7 @@ func (h *harness) settle(ctx context.Context, orgs []*org, marker string, timeou
 		if time.Now().After(deadline) {
 			for _, o := range orgs {
 				if _, done := verdicts[o]; !done {
-					verdicts[o] = fmt.Sprintf("%s (%s)", lostNoVerdictStem, last[o])
+					verdicts[o] = fmt.Sprintf("no verdict in %s (last seen: %s)", timeout, last[o])
 				}
 			}
 			break
@@ -191,7 +189,7 @@ func (h *harness) verdict(ctx context.Context, o *org, marker string) (v, seen s
 		return "", "", err
 	}
 	if !live {
-		return "", "Connected, but the Secret's refresh token is dead", nil
+		return "", lostDeadSecret, nil
 	}
 	return ok, "", nil
 }
