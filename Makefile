@@ -41,6 +41,10 @@ envtest: ## Build kube-apiserver and etcd into bin/k8s (once; skipped when prese
 test: envtest vet ## Run every test (unit and envtest) with the race detector.
 	$(GO) test -race -count=1 ./... $(TESTFLAGS)
 
+.PHONY: test-faults
+test-faults: envtest ## Fault-injection test of refresh-token rotation: the manager killed or stopped mid-rotation, 40 trials per cell.
+	$(GO) run ./hack/faults $(FAULTSFLAGS)
+
 .PHONY: bench
 bench: envtest ## Run the benchmarks.
 	$(GO) test -run '^$$' -bench . -benchmem ./...

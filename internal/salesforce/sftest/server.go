@@ -79,6 +79,8 @@ type Server struct {
 	failures []failure
 	slow     time.Duration
 	issued   []string // every secret ever issued or configured, for IssuedSecrets
+
+	checkDelay time.Duration // SetCheckDelay
 }
 
 type accessGrant struct {
@@ -249,20 +251,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case o != nil && o.failAlways != 0:
 		f = &failure{mode: o.failAlways}
 	}
-	slow := s.slow
+	slow, delay := s.slow, s.checkDelayLocked(ep)
 	s.mu.Unlock()
 
+	if !s.pause(r, delay) {
+		return
+	}
 	if f != nil {
 		switch f.mode {
 		case FailSlow:
-			t := time.NewTimer(slow)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
-				return
-			case <-s.done:
-				t.Stop()
+			if !s.pause(r, slow) {
 				return
 			}
 		case Fail5xx:

@@ -1,0 +1,161 @@
+// Command faults is the fault-injection test of refresh-token rotation (issue 9), run by
+// `make test-faults` (a short version runs in `make test`). It starts a local control plane
+// (CRDs, no webhooks) and a fake Salesforce on loopback that rotates the refresh token on every
+// refresh, runs the operator's manager as its own process, stops it with SIGKILL or SIGTERM at a
+// random moment 0–300 ms after its first token request, starts a fresh one, and counts the org
+// credentials lost: orgs that end CredentialRejected, or whose Secret holds a refresh token the
+// fake no longer honours. It also writes an old auth URL back to a Secret, as a GitOps tool
+// would, with the manager running and across a restart.
+//
+// It judges only from outside (org conditions, the fake's live tokens), so it works on any build
+// of the manager (--manager). It prints the issue's table on stdout and exits 1 when a credential
+// was lost or a manager logged a token (0 with --report-only). It never prints a token or an auth
+// URL; the managers' output goes to log files, kept (binary removed) when something failed.
+// Everything it starts stops when it ends, Ctrl-C included.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const module = "github.com/sfops/salesforce-operator"
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var (
+		cfg        = Config{Progress: os.Stderr, Revert: true}
+		delays     = flag.String("delays", "10ms,1s", "Comma-separated delays of the fake's answers to a check's calls (logins are not delayed).")
+		signals    = flag.String("signals", "SIGKILL,SIGTERM", "Comma-separated stop signals: SIGKILL, SIGTERM.")
+		reportOnly = flag.Bool("report-only", false, "Print the table and exit 0 even when credentials were lost (to show the numbers before a fix).")
+		timeout    = flag.Duration("timeout", time.Hour, "Give up after this long.")
+		seed       = flag.Uint64("seed", 0, "Seed of the random stop moments (0: from the clock; the table prints it).")
+	)
+	flag.IntVar(&cfg.Trials, "trials", 40, "Trials per cell (stop signal × check delay).")
+	flag.IntVar(&cfg.Orgs, "orgs", 4, "Orgs per trial.")
+	flag.DurationVar(&cfg.StopMax, "stop-within", 300*time.Millisecond, "The stop comes at a random moment between 0 and this long after the first token request.")
+	flag.DurationVar(&cfg.Settle, "settle", 20*time.Second, "How long a restarted manager has to decide every org.")
+	flag.StringVar(&cfg.Manager, "manager", "", "Manager binary to test (default: build the repository's).")
+	flag.StringVar(&cfg.WorkDir, "work-dir", "", "Where the kubeconfig, the fake's CA and the managers' logs go (default: a temporary directory, removed unless something failed).")
+	flag.BoolVar(&cfg.Revert, "revert", true, "Also run the revert cases.")
+	flag.Parse()
+
+	var err error
+	if cfg.Delays, err = parseDelays(*delays); err == nil {
+		cfg.Signals, err = parseSignals(*signals)
+	}
+	if err == nil && (cfg.Trials < 1 || cfg.Orgs < 1) {
+		err = errors.New("--trials and --orgs must be at least 1")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "faults:", err)
+		return 2
+	}
+	cfg.Seed = *seed
+	if cfg.Seed == 0 {
+		cfg.Seed = uint64(time.Now().UnixNano())
+	}
+	if cfg.Root, err = repoRoot(); err != nil {
+		fmt.Fprintln(os.Stderr, "faults:", err)
+		return 2
+	}
+	temporary := cfg.WorkDir == ""
+	if temporary {
+		if cfg.WorkDir, err = os.MkdirTemp("", "faults-"); err != nil {
+			fmt.Fprintln(os.Stderr, "faults:", err)
+			return 2
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	start := time.Now()
+	rep, err := Run(ctx, cfg)
+	if rep != nil && len(rep.Cells)+len(rep.Revert) > 0 {
+		fmt.Print(rep.Markdown())
+		fmt.Printf("\n(%s)\n", time.Since(start).Round(time.Second))
+	}
+	failed := rep != nil && rep.Failed()
+	if cfg.Manager == "" {
+		_ = os.Remove(filepath.Join(cfg.WorkDir, "manager"))
+	}
+	switch {
+	case temporary && err == nil && !failed:
+		_ = os.RemoveAll(cfg.WorkDir)
+	default:
+		fmt.Fprintln(os.Stderr, "faults: the managers' logs are in", filepath.Join(cfg.WorkDir, "logs"))
+	}
+	switch {
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "faults:", err)
+		return 2
+	case failed && !*reportOnly:
+		fmt.Fprintf(os.Stderr, "faults: %d org credentials lost, %d manager logs holding a token\n", rep.Losses(), len(rep.LeakingLogs))
+		return 1
+	}
+	return 0
+}
+
+func parseDelays(s string) ([]time.Duration, error) {
+	var out []time.Duration
+	for _, f := range strings.Split(s, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("--delays: %q is not a duration", f)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func parseSignals(s string) ([]syscall.Signal, error) {
+	var out []syscall.Signal
+	for _, f := range strings.Split(s, ",") {
+		switch strings.ToUpper(strings.TrimSpace(f)) {
+		case "SIGKILL", "KILL":
+			out = append(out, syscall.SIGKILL)
+		case "SIGTERM", "TERM":
+			out = append(out, syscall.SIGTERM)
+		default:
+			return nil, fmt.Errorf("--signals: %q is neither SIGKILL nor SIGTERM", f)
+		}
+	}
+	return out, nil
+}
+
+// repoRoot is the nearest directory at or above the working directory whose go.mod is this
+// module's.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if f, err := os.Open(filepath.Join(dir, "go.mod")); err == nil {
+			line, _ := bufio.NewReader(f).ReadString('\n')
+			_ = f.Close()
+			if strings.TrimSpace(line) == "module "+module {
+				return dir, nil
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod of %s at or above the working directory", module)
+		}
+		dir = parent
+	}
+}
