@@ -37,7 +37,7 @@ func (h *harness) createOrg(ctx context.Context, ns, name, marker string) (*org,
 	fo := h.fake.AddOrg(sftest.OrgSpec{Name: ns + "-" + name, Kind: sftest.Production})
 	fo.SetRotateRefreshTokens(true)
 	o := &org{ns: ns, name: name, fake: fo, original: fo.AuthURL()}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: o.secretName()},
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: o.secretName(), Labels: map[string]string{sfv1.CredentialLabel: "true"}},
 		StringData: map[string]string{sfv1.DefaultAuthSecretKey: o.original}}
 	so := &sfv1.SalesforceOrg{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: sfv1.SalesforceOrgSpec{
 		Type:          sfv1.OrgTypeProduction,
