@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -219,4 +220,102 @@ func undump(log string) string {
 		out.WriteString("\n")
 	}
 	return out.String()
+}
+
+// breakWebhooks points every webhook of the operator at a closed port, and returns the undo.
+func breakWebhooks(t *testing.T) func() {
+	t.Helper()
+	ctx := context.Background()
+	var vs admissionregistrationv1.ValidatingWebhookConfigurationList
+	var ms admissionregistrationv1.MutatingWebhookConfigurationList
+	if err := k8s.List(ctx, &vs); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.List(ctx, &ms); err != nil {
+		t.Fatal(err)
+	}
+	closed := "https://127.0.0.1:1/"
+	var undo []func()
+	for i := range vs.Items {
+		v := vs.Items[i].DeepCopy()
+		orig := vs.Items[i].DeepCopy()
+		for j := range v.Webhooks {
+			v.Webhooks[j].ClientConfig.URL = &closed
+		}
+		if err := k8s.Update(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+		undo = append(undo, func() { restoreWebhook(t, orig) })
+	}
+	for i := range ms.Items {
+		m := ms.Items[i].DeepCopy()
+		orig := ms.Items[i].DeepCopy()
+		for j := range m.Webhooks {
+			m.Webhooks[j].ClientConfig.URL = &closed
+		}
+		if err := k8s.Update(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		undo = append(undo, func() { restoreWebhook(t, orig) })
+	}
+	return func() {
+		for _, u := range undo {
+			u()
+		}
+	}
+}
+
+func restoreWebhook(t *testing.T, orig client.Object) {
+	cur := orig.DeepCopyObject().(client.Object)
+	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(orig), cur); err != nil {
+		t.Error(err)
+		return
+	}
+	orig.SetResourceVersion(cur.GetResourceVersion())
+	if err := k8s.Update(context.Background(), orig); err != nil {
+		t.Error(err)
+	}
+}
+
+// With the webhook endpoint gone, users' writes fail closed with a message that says so, while
+// the operator's own finalizer patches and checks go on.
+func TestAdmissionDownNeverStopsTheOperator(t *testing.T) {
+	ns := newNamespace(t)
+	ctx := context.Background()
+	fo, _ := connectedOrg(t, ns, "up", sftest.Production, sfv1.OrgTypeProduction)
+	restore := breakWebhooks(t)
+	defer restore()
+
+	// A user's spec change is refused, and the message says the webhook could not be called.
+	eventually(t, "user writes to fail closed", func() string {
+		o := getOrg(t, ns, "up")
+		o.Spec.CheckInterval = &metav1.Duration{Duration: 2 * time.Hour}
+		err := k8s.Update(ctx, o)
+		if err == nil || !strings.Contains(err.Error(), "failed calling webhook") {
+			return "update: " + apiErrorOnly(err)
+		}
+		return ""
+	})
+
+	// The operator's own metadata-only writes pass: drop the finalizer (a metadata-only patch
+	// passes too), put a new credential in the Secret, and the operator adds its finalizer back
+	// and checks at once.
+	o := getOrg(t, ns, "up")
+	patch := client.MergeFrom(o.DeepCopy())
+	o.Finalizers = nil
+	if err := k8s.Patch(ctx, o, patch); err != nil {
+		t.Fatalf("a finalizer-only patch while the webhook is down: %v", apiErrorOnly(err))
+	}
+	before := fakeSF.CallsFor(fo)
+	putSecret(t, ns, "up-auth", fo.Reauthorize())
+	eventually(t, "the finalizer back and a check, while the webhook is down", func() string {
+		if f := getOrg(t, ns, "up").Finalizers; len(f) == 0 {
+			return "no finalizer"
+		}
+		if fakeSF.CallsFor(fo) == before {
+			return "no call"
+		}
+		return ""
+	})
+	waitOrgReady(t, ns, "up", metav1.ConditionTrue, sfv1.ReasonConnected)
 }

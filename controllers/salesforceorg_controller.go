@@ -106,7 +106,14 @@ func (r *SalesforceOrgReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if org.DeletionTimestamp.IsZero() {
+		before := org.DeepCopy()
 		if err := addFinalizer(ctx, r.Client, org, OrgFinalizer); err != nil {
+			// Say why the org waits (the status subresource is not behind the webhooks).
+			setKstatus(&before.Status.Conditions, before.Status.ObservedGeneration, retrying(sfv1.ReasonProgressing,
+				"Waiting to add the finalizer %s, which keeps an org in use from being deleted: %v", OrgFinalizer, err))
+			if perr := newStatusPatcher(r.Client, org).patch(ctx, before, orgStatus); perr != nil {
+				err = errors.Join(err, perr)
+			}
 			return ctrl.Result{}, err
 		}
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/sfops/salesforce-operator/internal/rules"
 )
 
-// +kubebuilder:webhook:path=/validate-salesforce-sfops-io-v1alpha1-pipelinestage,mutating=false,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=pipelinestages,verbs=create;update,versions=v1alpha1,name=vpipelinestage-v1alpha1.sfops.io,admissionReviewVersions=v1
+// +kubebuilder:webhook:path=/validate-salesforce-sfops-io-v1alpha1-pipelinestage,mutating=false,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=pipelinestages,verbs=create;update,versions=v1alpha1,name=vpipelinestage-v1alpha1.sfops.io,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"not-a-metadata-only-update","expression":"request.operation != 'UPDATE' || object.spec != oldObject.spec || (has(object.metadata.annotations) ? object.metadata.annotations : {}) != (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})"}]}`
 
 // StageValidator refuses mapping an Active stage to an Inactive org, or to a member of a
 // suspended implementation. A stage may name an org that

@@ -14,7 +14,7 @@ import (
 	"github.com/sfops/salesforce-operator/internal/rules"
 )
 
-// +kubebuilder:webhook:path=/validate-salesforce-sfops-io-v1alpha1-salesforceimplementation,mutating=false,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=salesforceimplementations,verbs=create;update,versions=v1alpha1,name=vsalesforceimplementation-v1alpha1.sfops.io,admissionReviewVersions=v1
+// +kubebuilder:webhook:path=/validate-salesforce-sfops-io-v1alpha1-salesforceimplementation,mutating=false,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=salesforceimplementations,verbs=create;update,versions=v1alpha1,name=vsalesforceimplementation-v1alpha1.sfops.io,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"not-a-metadata-only-update","expression":"request.operation != 'UPDATE' || object.spec != oldObject.spec || (has(object.metadata.annotations) ? object.metadata.annotations : {}) != (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})"}]}`
 
 // ImplementationValidator refuses two implementations naming one production org, and suspending
 // an implementation whose orgs active stages use (for the same reason an org in use cannot be

@@ -21,7 +21,7 @@ import (
 	"github.com/sfops/salesforce-operator/internal/rules"
 )
 
-// +kubebuilder:webhook:path=/mutate-salesforce-sfops-io-v1alpha1-salesforceorg,mutating=true,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=salesforceorgs,verbs=create;update,versions=v1alpha1,name=msalesforceorg-v1alpha1.sfops.io,admissionReviewVersions=v1
+// +kubebuilder:webhook:path=/mutate-salesforce-sfops-io-v1alpha1-salesforceorg,mutating=true,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=salesforceorgs,verbs=create;update,versions=v1alpha1,name=msalesforceorg-v1alpha1.sfops.io,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"not-a-metadata-only-update","expression":"request.operation != 'UPDATE' || object.spec != oldObject.spec || (has(object.metadata.annotations) ? object.metadata.annotations : {}) != (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})"}]}`
 
 // CreatedByHandler records who created a SalesforceOrg. On create it overwrites whatever the
 // request carried (so it cannot be forged); on update it restores the record if the request
@@ -64,7 +64,7 @@ func (h *CreatedByHandler) Handle(_ context.Context, req admission.Request) admi
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 
-// +kubebuilder:webhook:path=/validate-salesforce-sfops-io-v1alpha1-salesforceorg,mutating=false,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=salesforceorgs,verbs=create;update;delete,versions=v1alpha1,name=vsalesforceorg-v1alpha1.sfops.io,admissionReviewVersions=v1
+// +kubebuilder:webhook:path=/validate-salesforce-sfops-io-v1alpha1-salesforceorg,mutating=false,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=salesforceorgs,verbs=create;update;delete,versions=v1alpha1,name=vsalesforceorg-v1alpha1.sfops.io,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"not-a-metadata-only-update","expression":"request.operation != 'UPDATE' || object.spec != oldObject.spec || (has(object.metadata.annotations) ? object.metadata.annotations : {}) != (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})"}]}`
 
 // OrgValidator refuses what would break an org's users or the namespace's uniqueness rules, and
 // a credential Secret the requester may not use herself.
