@@ -84,6 +84,8 @@ type orgScope struct {
 	checkedBefore bool
 	// checked: this reconcile ran a check (its outcome is in status).
 	checked bool
+	// secret is the auth Secret as this reconcile last read or wrote it.
+	secret *corev1.Secret
 	// writtenSecretVersion is the auth Secret's version after this reconcile wrote it.
 	writtenSecretVersion string
 }
@@ -342,6 +344,7 @@ func (r *SalesforceOrgReconciler) credential(ctx context.Context, sc *orgScope) 
 			"Secret %q has no key %q: put the SFDX auth URL under %q, or set spec.authSecretRef.key to the key that holds it.",
 			name, key, key)
 	}
+	sc.secret = secret
 	cred, err := salesforce.ParseAuthURL(string(raw))
 	if err != nil {
 		return salesforce.AuthURL{}, nil, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonAuthURLInvalid,
@@ -350,11 +353,8 @@ func (r *SalesforceOrgReconciler) credential(ctx context.Context, sc *orgScope) 
 	if cred, err = r.restoreReverted(ctx, sc, cred); err != nil {
 		return cred, nil, err
 	}
-	if sc.writtenSecretVersion != "" {
-		secret.ResourceVersion = sc.writtenSecretVersion
-	}
-	r.probeWritable(ctx, sc, secret)
-	return cred, secret, nil
+	r.probeWritable(ctx, sc, sc.secret)
+	return cred, sc.secret, nil
 }
 
 // credentialFailed records a credential that cannot be used as checked (for the Secret version

@@ -122,18 +122,29 @@ func (r *SalesforceOrgReconciler) restoreReverted(ctx context.Context, sc *orgSc
 }
 
 // persistFor is the salesforce.Persist of one check of the org: write the rotated auth URL into
-// the auth Secret (unless a person replaced it meanwhile), then into the rotation record.
+// the auth Secret (unless a person replaced it meanwhile), then into the rotation record. The
+// first write goes straight to the Secret as this reconcile read it (one API call: the window in
+// which a killed process could lose the new token), re-reading only on a conflict.
 func (r *SalesforceOrgReconciler) persistFor(sc *orgScope, old salesforce.AuthURL) salesforce.Persist {
 	return func(ctx context.Context, rotated salesforce.AuthURL) error {
-		rec, _ := r.loadRotationRecord(ctx, sc.org)
+		var rec *rotationRecord
+		recLoaded := false
 		err := r.writeAuthSecret(ctx, sc, rotated, func(cur salesforce.AuthURL, ok bool) bool {
-			return ok && (cur == old || rec.isDead(cur))
+			if ok && cur == old {
+				return true
+			}
+			if !recLoaded {
+				rec, _ = r.loadRotationRecord(ctx, sc.org)
+				recLoaded = true
+			}
+			return ok && rec.isDead(cur)
 		})
 		if err != nil {
-			msg := fmt.Sprintf("Salesforce rotated the refresh token, but writing it back to Secret %q failed (%s); the operator keeps it in memory and retries before anything else. Check the operator's RBAC for update on secrets.",
+			return fmt.Errorf("writing it back to Secret %q failed (%s); the operator keeps it in memory and retries before anything else. Check the operator's RBAC for update on secrets",
 				sc.org.Spec.AuthSecretRef.Name, apierrors.ReasonForError(err))
-			r.Notify.warning(ctx, sc.org, sfv1.ReasonSecretUpdateFailed, "PersistRotation", "%s", msg)
-			return fmt.Errorf("writing Secret %q failed (%s)", sc.org.Spec.AuthSecretRef.Name, apierrors.ReasonForError(err))
+		}
+		if !recLoaded {
+			rec, _ = r.loadRotationRecord(ctx, sc.org)
 		}
 		if err := r.writeRotationRecord(ctx, sc.org, rotated, old, rec); err != nil {
 			// The auth Secret holds the new token, which is what matters; only revert protection is missing.
@@ -147,15 +158,20 @@ func (r *SalesforceOrgReconciler) persistFor(sc *orgScope, old salesforce.AuthUR
 }
 
 // writeAuthSecret writes a into the auth Secret's key when overwrite(current value) allows it,
-// and records the Secret's new resourceVersion as the one checked. A value a person put there
-// meanwhile wins: nothing is written, and no error is returned.
+// and records the Secret's new resourceVersion as the one checked. It first tries the Secret as
+// this reconcile read it (sc.secret), and reads it again only after a conflict. A value a person
+// put there meanwhile wins: nothing is written, and no error is returned.
 func (r *SalesforceOrgReconciler) writeAuthSecret(ctx context.Context, sc *orgScope, a salesforce.AuthURL, overwrite func(cur salesforce.AuthURL, parsed bool) bool) error {
 	key := sc.org.AuthSecretKey()
 	name := types.NamespacedName{Namespace: sc.org.Namespace, Name: sc.org.Spec.AuthSecretRef.Name}
 	qctx := quiet(ctx)
+	known := sc.secret
 	return k8sretry.RetryOnConflict(k8sretry.DefaultRetry, func() error {
 		cur := &corev1.Secret{}
-		if err := r.APIReader.Get(qctx, name, cur); err != nil {
+		if known != nil {
+			known.DeepCopyInto(cur)
+			known = nil
+		} else if err := r.APIReader.Get(qctx, name, cur); err != nil {
 			return err
 		}
 		u, err := salesforce.ParseAuthURL(string(cur.Data[key]))
@@ -174,6 +190,7 @@ func (r *SalesforceOrgReconciler) writeAuthSecret(ctx context.Context, sc *orgSc
 			return err
 		}
 		sc.writtenSecretVersion = cur.ResourceVersion
+		sc.secret = cur
 		return nil
 	})
 }
