@@ -89,8 +89,9 @@ type SalesforceOrgSpec struct {
 	// +optional
 	// +kubebuilder:default="10m"
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="checkInterval must be at least 1m"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')",message="checkInterval must be a duration such as 10m, 1h or 1h30m: a number and a unit (ms, s, m or h), without spaces"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self) >= duration('1m')",message="checkInterval must be at least 1m"
 	CheckInterval *metav1.Duration `json:"checkInterval,omitempty"`
 
 	// orgId pins the connection to one org (15 or 18 characters, starting with 00D). When set,

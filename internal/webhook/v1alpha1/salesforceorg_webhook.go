@@ -24,9 +24,10 @@ import (
 // +kubebuilder:webhook:path=/mutate-salesforce-sfops-io-v1alpha1-salesforceorg,mutating=true,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=salesforceorgs,verbs=create;update,versions=v1alpha1,name=msalesforceorg-v1alpha1.sfops.io,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"not-a-metadata-only-update","expression":"request.operation != 'UPDATE' || object.spec != oldObject.spec || (has(object.metadata.annotations) ? object.metadata.annotations : {}) != (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})"}]}`
 
 // CreatedByHandler records who created a SalesforceOrg. On create it overwrites whatever the
-// request carried (so it cannot be forged); on update it restores the record if the request
-// dropped it (kubectl replace, an apply of a manifest without it), and the validator refuses any
-// other change. It reads and patches metadata only, so a malformed spec still reaches schema
+// request carried (so it cannot be forged); on update it restores the stored record whenever the
+// request dropped or changed it (kubectl replace, an apply of a manifest exported with
+// `kubectl get -o yaml` and committed to Git), so such applies succeed and the record still never
+// changes. The validator refuses a change that got past this (the webhook bypassed). It reads and patches metadata only, so a malformed spec still reaches schema
 // validation and gets its message from there.
 type CreatedByHandler struct{}
 
@@ -43,9 +44,9 @@ func (h *CreatedByHandler) Handle(_ context.Context, req admission.Request) admi
 	case admissionv1.Update:
 		var old metav1.PartialObjectMetadata
 		if err := json.Unmarshal(req.OldObject.Raw, &old); err == nil {
-			_, has := obj.Annotations[sfv1.CreatedByAnnotation]
+			got, has := obj.Annotations[sfv1.CreatedByAnnotation]
 			want, set = old.Annotations[sfv1.CreatedByAnnotation]
-			set = set && !has
+			set = set && (!has || got != want)
 		}
 	}
 	if !set {
