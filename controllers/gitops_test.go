@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -110,4 +111,86 @@ func TestGitOpsOwnsSpec(t *testing.T) {
 			}
 		}
 	}
+}
+
+// One `kubectl delete -f dir` with the orgs listed before their stages converges: the refused
+// org deletions are remembered and replayed by the operator once the stages are gone.
+func TestPruneConvergesInOnePass(t *testing.T) {
+	ns := newNamespace(t)
+	prod := fakeSF.AddOrg(sftest.OrgSpec{Name: ns + "-prod", Kind: sftest.Production})
+	uat := fakeSF.AddOrg(sftest.OrgSpec{Name: ns + "-uat", Kind: sftest.Sandbox})
+	putSecret(t, ns, "prod-auth", prod.AuthURL())
+	putSecret(t, ns, "uat-auth", uat.AuthURL())
+	dir := gitopsDir(t)
+	kubectl(t, "apply", "--server-side", "--field-manager=kustomize-controller", "-n", ns, "-f", dir)
+	waitOrgReady(t, ns, "uat", metav1.ConditionTrue, sfv1.ReasonConnected)
+	waitStageReady(t, ns, "release-uat", metav1.ConditionTrue, sfv1.ReasonConnected)
+
+	del := exec.Command("kubectl", "--kubeconfig", kubeconfig, "delete", "-n", ns, "-f", filepath.Join(dir, "1-orgs.yaml"))
+	out, err := del.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "The deletion is remembered") {
+		t.Fatalf("deleting orgs in use: %v\n%s", err, out)
+	}
+	if wide := kubectl(t, "get", "sforg", "uat", "-n", ns, "-o", "wide"); !strings.Contains(wide, "DELETION REQUESTED") {
+		t.Errorf("kubectl get -o wide has no DELETION REQUESTED column:\n%s", wide)
+	}
+	eventually(t, "a DeletionDeferred event", func() string { return findEvent(t, ns, "uat", "Warning", sfv1.ReasonDeletionDeferred) })
+	if _, err := exec.Command("kubectl", "--kubeconfig", kubeconfig, "delete", "-n", ns, "-f", dir).CombinedOutput(); err != nil {
+		t.Logf("kubectl delete -f dir exited with %v (the orgs already went or were refused again)", err)
+	}
+	eventually(t, "every object of the directory to be gone", func() string {
+		var left []string
+		for _, kind := range []client.ObjectList{&sfv1.SalesforceOrgList{}, &sfv1.PipelineStageList{}, &sfv1.SalesforceImplementationList{}} {
+			if err := k8s.List(context.Background(), kind, client.InNamespace(ns)); err != nil {
+				return err.Error()
+			}
+			switch l := kind.(type) {
+			case *sfv1.SalesforceOrgList:
+				for _, o := range l.Items {
+					left = append(left, "org/"+o.Name)
+				}
+			case *sfv1.PipelineStageList:
+				for _, o := range l.Items {
+					left = append(left, "stage/"+o.Name)
+				}
+			case *sfv1.SalesforceImplementationList:
+				for _, o := range l.Items {
+					left = append(left, "impl/"+o.Name)
+				}
+			}
+		}
+		if len(left) > 0 {
+			return strings.Join(left, ", ")
+		}
+		return ""
+	})
+}
+
+// Removing the annotation cancels a remembered deletion.
+func TestRemovingTheAnnotationCancelsADeferredDeletion(t *testing.T) {
+	ns := activeStagesOnUAT(t)
+	err := k8s.Delete(context.Background(), getOrg(t, ns, "uat"))
+	if err == nil {
+		t.Fatal("deleting an org in use succeeded")
+	}
+	o := getOrg(t, ns, "uat")
+	if _, ok := o.Annotations[sfv1.DeletionRequestedAnnotation]; !ok {
+		t.Fatal("the refused deletion was not remembered")
+	}
+	patch := client.MergeFrom(o.DeepCopy())
+	delete(o.Annotations, sfv1.DeletionRequestedAnnotation)
+	if err := k8s.Patch(context.Background(), o, patch); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"hotfix-uat", "release-uat"} {
+		if err := k8s.Delete(context.Background(), getStage(t, ns, s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	consistently(t, 2*time.Second, "the org to stay", func() string {
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "uat"}, &sfv1.SalesforceOrg{}); err != nil {
+			return err.Error()
+		}
+		return ""
+	})
 }

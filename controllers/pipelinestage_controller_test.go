@@ -77,7 +77,8 @@ func TestOrgInUseCannotBeDeactivatedOrDeleted(t *testing.T) {
 	if !strings.Contains(stderr, want) {
 		t.Errorf("kubectl patch said: %s", stderr)
 	}
-	stderr = kubectlErr(t, "", "delete", "sforg", "uat", "-n", ns, "--wait=false")
+	// (A dry run: a real refused deletion would be remembered and replayed, see TestPruneConvergesInOnePass.)
+	stderr = kubectlErr(t, "", "delete", "sforg", "uat", "-n", ns, "--wait=false", "--dry-run=server")
 	if !strings.Contains(stderr, `SalesforceOrg "uat" cannot be deleted: it is mapped to active pipeline stages hotfix/uat, release/uat. Remove it from those stages, or set them Inactive, first.`) {
 		t.Errorf("kubectl delete said: %s", stderr)
 	}

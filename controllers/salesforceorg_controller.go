@@ -69,6 +69,8 @@ type orgMemory struct {
 	lastCred salesforce.Credential
 	// probedSecretVersion is the auth Secret version whose writability was last probed.
 	probedSecretVersion string
+	// deferredDeletion is the deletion request last announced by an event.
+	deferredDeletion string
 }
 
 // orgScope is everything one reconcile of an org works from, loaded once.
@@ -90,7 +92,7 @@ type orgScope struct {
 	writtenSecretVersion string
 }
 
-// +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceorgs,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceorgs,verbs=get;list;watch;patch;delete
 // +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceorgs/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceorgs/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
@@ -167,6 +169,9 @@ func (r *SalesforceOrgReconciler) phases(ctx context.Context, sc *orgScope) (sum
 	if !sc.org.DeletionTimestamp.IsZero() {
 		return r.deletion(ctx, sc)
 	}
+	if sum, deleted, err := r.deferredDeletion(ctx, sc); deleted || err != nil {
+		return sum, 0, err
+	}
 	if v, ok := sc.org.Annotations[sfv1.ReconcileRequestedAtAnnotation]; ok && v != sc.org.Status.LastHandledReconcileAt {
 		defer func() { sc.org.Status.LastHandledReconcileAt = v }()
 	}
@@ -228,6 +233,33 @@ func (r *SalesforceOrgReconciler) deletion(ctx context.Context, sc *orgScope) (s
 		return summary{}, 0, unhandled(err, "Removing the finalizer failed")
 	}
 	return notReady(sfv1.ReasonProgressing, "Deleting."), 0, nil
+}
+
+// deferredDeletion replays a deletion that admission refused while stages held the org: once
+// none does, the operator deletes the org itself, so one `kubectl delete -f dir` converges in any
+// file order. Until then the org is reconciled as usual.
+func (r *SalesforceOrgReconciler) deferredDeletion(ctx context.Context, sc *orgScope) (summary, bool, error) {
+	org := sc.org
+	requested, ok := org.Annotations[sfv1.DeletionRequestedAnnotation]
+	if !ok {
+		sc.mem.deferredDeletion = ""
+		return summary{}, false, nil
+	}
+	if len(sc.holders) > 0 {
+		if sc.mem.deferredDeletion != requested {
+			sc.mem.deferredDeletion = requested
+			r.Notify.warning(ctx, org, sfv1.ReasonDeletionDeferred, "Delete",
+				"Deletion requested at %s waits for active pipeline stages %s; the operator deletes the org when none holds it. Remove the annotation %s to cancel.",
+				requested, index.StageNames(sc.holders), sfv1.DeletionRequestedAnnotation)
+		}
+		return summary{}, false, nil
+	}
+	if err := r.Delete(ctx, org, client.Preconditions{UID: &org.UID}); client.IgnoreNotFound(err) != nil {
+		return summary{}, false, retry(r.retryBase(), sfv1.ReasonDeletionDeferred, "Deleting the org as requested at %s failed: %v", requested, err)
+	}
+	r.Notify.normal(ctx, org, sfv1.ReasonDeletionReplayed, "Delete",
+		"Deleted as requested at %s: no active pipeline stage holds the org any more.", requested)
+	return notReady(sfv1.ReasonProgressing, "Deleting, as requested at %s.", requested), true, nil
 }
 
 // implementation finds the org's implementation. A failed lookup stops the reconcile: a member

@@ -84,6 +84,10 @@ const (
 	ReasonDuplicateDefaultDevHub = "DuplicateDefaultDevHub"
 	// ReasonDeletionBlocked: deletion waits until no Active PipelineStage maps to the org.
 	ReasonDeletionBlocked = "DeletionBlocked"
+	// ReasonDeletionDeferred: a refused deletion is remembered until no active stage holds the org.
+	ReasonDeletionDeferred = "DeletionDeferred"
+	// ReasonDeletionReplayed: the operator deleted an org whose deletion it had remembered.
+	ReasonDeletionReplayed = "DeletionReplayed"
 	// ReasonInUseWhileInactive: the org is Inactive while Active stages still map to it.
 	ReasonInUseWhileInactive = "InUseWhileInactive"
 

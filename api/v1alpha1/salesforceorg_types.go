@@ -26,6 +26,11 @@ const DefaultAuthSecretKey = "sfdxAuthUrl"
 // admission webhook sets it and refuses any change to it.
 const CreatedByAnnotation = "salesforce.sfops.io/created-by"
 
+// DeletionRequestedAnnotation remembers a deletion that admission refused because active stages
+// held the org (its value is when). The operator deletes the org once no active stage holds it;
+// removing the annotation cancels that. Crossplane's Usage calls this deletion replay.
+const DeletionRequestedAnnotation = "salesforce.sfops.io/deletion-requested"
+
 // CredentialLabel marks a Secret as a Salesforce credential that SalesforceOrgs may use
 // ("true"). The operator sets it on the Secrets it writes itself (rotation records).
 const CredentialLabel = "salesforce.sfops.io/credential"
@@ -211,6 +216,7 @@ type SalesforceOrgStatus struct {
 // +kubebuilder:printcolumn:name="Username",type=string,JSONPath=`.status.username`,priority=1
 // +kubebuilder:printcolumn:name="Created By",type=string,JSONPath=`.metadata.annotations.salesforce\.sfops\.io/created-by`,priority=1
 // +kubebuilder:printcolumn:name="Last Check",type=date,JSONPath=`.status.lastCheckTime`,priority=1
+// +kubebuilder:printcolumn:name="Deletion Requested",type=string,JSONPath=`.metadata.annotations.salesforce\.sfops\.io/deletion-requested`,priority=1
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
 // +kubebuilder:selectablefield:JSONPath=`.spec.type`
 // +kubebuilder:selectablefield:JSONPath=`.spec.state`

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"time"
 
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -12,6 +13,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -65,7 +67,7 @@ func (h *CreatedByHandler) Handle(_ context.Context, req admission.Request) admi
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 
-// +kubebuilder:webhook:path=/validate-salesforce-sfops-io-v1alpha1-salesforceorg,mutating=false,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=salesforceorgs,verbs=create;update;delete,versions=v1alpha1,name=vsalesforceorg-v1alpha1.sfops.io,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"not-a-metadata-only-update","expression":"request.operation != 'UPDATE' || object.spec != oldObject.spec || (has(object.metadata.annotations) ? object.metadata.annotations : {}) != (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})"}]}`
+// +kubebuilder:webhook:path=/validate-salesforce-sfops-io-v1alpha1-salesforceorg,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=salesforce.sfops.io,resources=salesforceorgs,verbs=create;update;delete,versions=v1alpha1,name=vsalesforceorg-v1alpha1.sfops.io,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"not-a-metadata-only-update","expression":"request.operation != 'UPDATE' || object.spec != oldObject.spec || (has(object.metadata.annotations) ? object.metadata.annotations : {}) != (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})"}]}`
 
 // OrgValidator refuses what would break an org's users or the namespace's uniqueness rules, and
 // a credential Secret the requester may not use herself.
@@ -160,9 +162,32 @@ func (v *OrgValidator) ValidateDelete(ctx context.Context, org *sfv1.SalesforceO
 	if len(stages) == 0 || namespaceTerminating(ctx, v.Reader, org.Namespace) {
 		return nil, nil
 	}
-	return nil, inUse(org.Name, fmt.Sprintf(
+	msg := fmt.Sprintf(
 		"SalesforceOrg %q cannot be deleted: it is mapped to active pipeline stages %s. Remove it from those stages, or set them Inactive, first.",
-		org.Name, index.StageNames(stages)))
+		org.Name, index.StageNames(stages))
+	if v.rememberDeletion(ctx, org) {
+		msg += fmt.Sprintf(" The deletion is remembered: the operator deletes the org as soon as no active stage holds it (remove the annotation %s to cancel).",
+			sfv1.DeletionRequestedAnnotation)
+	}
+	return nil, inUse(org.Name, msg)
+}
+
+// rememberDeletion records a refused deletion on the org (deletion replay), unless the request
+// is a dry run. It reports whether the record is there.
+func (v *OrgValidator) rememberDeletion(ctx context.Context, org *sfv1.SalesforceOrg) bool {
+	if v.Access == nil {
+		return false
+	}
+	if _, ok := org.Annotations[sfv1.DeletionRequestedAnnotation]; ok {
+		return true
+	}
+	if req, err := admission.RequestFromContext(ctx); err != nil || (req.DryRun != nil && *req.DryRun) {
+		return false
+	}
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, sfv1.DeletionRequestedAnnotation, time.Now().UTC().Format(time.RFC3339))
+	err := v.Access.Patch(ctx, &sfv1.SalesforceOrg{ObjectMeta: metav1.ObjectMeta{Namespace: org.Namespace, Name: org.Name}},
+		client.RawPatch(types.MergePatchType, []byte(patch)))
+	return err == nil
 }
 
 // uniqueness: at most one default Dev Hub per namespace, at most one Production org per implementation.
