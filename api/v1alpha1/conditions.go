@@ -44,6 +44,9 @@ const (
 	ReasonSecretKeyNotFound = "SecretKeyNotFound"
 	// ReasonAuthURLInvalid: the Secret's value is not an SFDX auth URL.
 	ReasonAuthURLInvalid = "AuthURLInvalid"
+	// ReasonAuthConfigInvalid: a JWT configuration cannot be used (private key not PEM, encrypted,
+	// not RSA; no client id).
+	ReasonAuthConfigInvalid = "AuthConfigInvalid"
 	// ReasonHostNotAllowed: the auth URL points at a host outside Salesforce's domains and the allow-list.
 	ReasonHostNotAllowed = "HostNotAllowed"
 	// ReasonCredentialRejected: Salesforce refused the credential (revoked, expired, wrong client, inactive user).

@@ -86,10 +86,26 @@ func (v *OrgValidator) ValidateCreate(ctx context.Context, org *sfv1.SalesforceO
 	return nil, v.uniqueness(ctx, org, nil)
 }
 
-// secretVerbs are what the operator does with an org's Secret on its behalf: read it, and write
-// a rotated refresh token back. Whoever names the Secret must be allowed both herself, or the
-// operator would be her confused deputy.
-var secretVerbs = []string{"get", "update"}
+// secretVerbs are what the operator does with an org's Secret on its behalf: read it, and, for an
+// auth URL, write a rotated refresh token back. Whoever names the Secret must be allowed the same
+// herself, or the operator would be her confused deputy. A sandboxOf org names no Secret.
+func secretVerbs(org *sfv1.SalesforceOrg) []string {
+	switch org.Source() {
+	case sfv1.CredentialSourceJWT:
+		return []string{"get"}
+	case sfv1.CredentialSourceSandboxOf:
+		return nil
+	}
+	return []string{"get", "update"}
+}
+
+// secretField is the path of the field that names the org's Secret.
+func secretField(org *sfv1.SalesforceOrg) *field.Path {
+	if org.Source() == sfv1.CredentialSourceJWT {
+		return field.NewPath("spec", "jwt", "privateKeySecretRef", "name")
+	}
+	return field.NewPath("spec", "authSecretRef", "name")
+}
 
 // mayUseSecret refuses naming a Secret the requesting user may not get and update herself.
 func (v *OrgValidator) mayUseSecret(ctx context.Context, org *sfv1.SalesforceOrg) error {
@@ -105,8 +121,8 @@ func (v *OrgValidator) mayUseSecret(ctx context.Context, org *sfv1.SalesforceOrg
 	for k, vals := range u.Extra {
 		extra[k] = authorizationv1.ExtraValue(vals)
 	}
-	name := org.Spec.AuthSecretRef.Name
-	for _, verb := range secretVerbs {
+	name := org.CredentialSecret()
+	for _, verb := range secretVerbs(org) {
 		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 			User: u.Username, UID: u.UID, Groups: u.Groups, Extra: extra,
 			ResourceAttributes: &authorizationv1.ResourceAttributes{
@@ -118,7 +134,7 @@ func (v *OrgValidator) mayUseSecret(ctx context.Context, org *sfv1.SalesforceOrg
 		}
 		if !sar.Status.Allowed {
 			return apierrors.NewForbidden(sfv1.GroupVersion.WithResource("salesforceorgs").GroupResource(), org.Name,
-				field.Forbidden(field.NewPath("spec", "authSecretRef", "name"), fmt.Sprintf(
+				field.Forbidden(secretField(org), fmt.Sprintf(
 					"%s may not %s Secret %q in namespace %q, and the operator would %s it on your behalf; name a Secret you may get and update yourself, or ask for access to it",
 					u.Username, verb, name, org.Namespace, map[string]string{"get": "read", "update": "write a rotated refresh token to"}[verb])))
 		}
@@ -129,7 +145,7 @@ func (v *OrgValidator) mayUseSecret(ctx context.Context, org *sfv1.SalesforceOrg
 // ValidateUpdate refuses Active → Inactive while Active stages map to the org, and any change to
 // the created-by record, besides the uniqueness rules.
 func (v *OrgValidator) ValidateUpdate(ctx context.Context, old, org *sfv1.SalesforceOrg) (admission.Warnings, error) {
-	if old.Spec.AuthSecretRef.Name != org.Spec.AuthSecretRef.Name {
+	if old.CredentialSecret() != org.CredentialSecret() {
 		if err := v.mayUseSecret(ctx, org); err != nil {
 			return nil, err
 		}
