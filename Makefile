@@ -41,6 +41,10 @@ envtest: ## Build kube-apiserver and etcd into bin/k8s (once; skipped when prese
 test: envtest vet ## Run every test (unit and envtest) with the race detector.
 	$(GO) test -race -count=1 ./... $(TESTFLAGS)
 
+.PHONY: fidelity
+fidelity: ## Run the real Salesforce CLI against the fake Salesforce (installs it from npm into bin/fidelity once).
+	bash hack/fidelity/run.sh $(ARGS)
+
 .PHONY: bench
 bench: envtest ## Run the benchmarks.
 	$(GO) test -run '^$$' -bench . -benchmem ./...

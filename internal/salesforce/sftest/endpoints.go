@@ -17,14 +17,13 @@ type Endpoint struct {
 
 // The names of the hack/fidelity checks that Endpoints refers to.
 const (
-	CheckLoginSFDXURL        = "sf org login sfdx-url"
-	CheckLoginSFDXURLSandbox = "sf org login sfdx-url (sandbox)"
-	CheckDisplay             = "sf org display"
-	CheckListLimits          = "sf org list limits"
-	CheckDataQuery           = "sf data query"
-	CheckOpenURLOnly         = "sf org open --url-only"
-	CheckLoginWeb            = "sf org login web"
-	CheckResumeSandbox       = "sf org resume sandbox"
+	CheckLoginSFDXURL  = "sf org login sfdx-url"
+	CheckDisplay       = "sf org display"
+	CheckListLimits    = "sf org list limits"
+	CheckDataQuery     = "sf data query"
+	CheckOpenURLOnly   = "sf org open --url-only"
+	CheckLoginWeb      = "sf org login web"
+	CheckResumeSandbox = "sf org resume sandbox"
 )
 
 // Endpoints is every endpoint of the fake: the one table that its Go tests (every entry must be
@@ -45,7 +44,7 @@ var Endpoints = []Endpoint{
 	{Name: "versions", Method: "GET", Path: "/services/data", CLI: CheckLoginSFDXURL},
 	{Name: "resources", Method: "GET", Path: "/services/data/v65.0", CLI: CheckDisplay},
 	{Name: "query", Method: "GET", Path: "/services/data/v65.0/query", CLI: CheckDataQuery},
-	{Name: "tooling-query", Method: "GET", Path: "/services/data/v65.0/tooling/query", CLI: CheckLoginSFDXURLSandbox},
+	{Name: "tooling-query", Method: "GET", Path: "/services/data/v65.0/tooling/query", CLI: CheckResumeSandbox},
 	{Name: "sandboxAuth", Method: "POST", Path: "/services/data/v65.0/tooling/sandboxAuth", CLI: CheckResumeSandbox},
 	{Name: "composite", Method: "POST", Path: "/services/data/v65.0/composite",
 		NoCLI: "the CLI sends one request per call; only the operator's client batches"},

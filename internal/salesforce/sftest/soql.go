@@ -625,7 +625,7 @@ func columnsReply(so *sobject, fields []string) reply {
 		{"entityName", so.name},
 		{"groupBy", false},
 		{"idSelected", idSelected},
-		{"keyPrefix", so.keyPrefix},
+		{"keyPrefix", nilIfEmpty(so.keyPrefix)},
 	})
 }
 
@@ -657,4 +657,20 @@ var toolingObjects = []*sobject{
 			{"Features", "String"}},
 		records: func(s *Server, o *Org) []obj { return s.sandboxProcessesLocked(o) },
 	},
+	{
+		// Whether the org's Developer sandboxes track source: the CLI asks after authorizing a
+		// sandbox. Off, as by default.
+		name:   "SourceTrackingSettings",
+		fields: []sfield{{"Id", "Id"}, {"DurableId", "String"}, {"IsSourceTrackingSandboxesEnabled", "Boolean"}},
+		records: func(_ *Server, o *Org) []obj {
+			return []obj{{{"Id", "000000000000000AAA"}, {"DurableId", o.orgID[:15]}, {"IsSourceTrackingSandboxesEnabled", false}}}
+		},
+	},
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
