@@ -216,7 +216,7 @@ func (h *harness) calls() map[string]int {
 	return m
 }
 
-var credentialPatterns = regexp.MustCompile(`force://\S+|(?i)(otp|sid|code|token|access_token|refresh_token|assertion|pw)=[^&\s"']+|"(accessToken|refreshToken|sfdxAuthUrl|url)"\s*:\s*"[^"]*"`)
+var credentialPatterns = regexp.MustCompile(`force://\S+|frontdoor\.jsp\?\S*|(?i)(otp|sid|code|token|access_token|refresh_token|assertion|pw)=[^&\s"']+|"(accessToken|refreshToken|sfdxAuthUrl|url)"\s*:\s*"[^"]*"`)
 
 // redact removes every secret the fake issued, and anything shaped like a credential.
 func (h *harness) redact(s string) string {

@@ -228,11 +228,12 @@ func (s *Server) singleAccessLocked(r *http.Request) reply {
 	otp := randomToken(32)
 	s.issued = append(s.issued, otp)
 	s.otps[otp] = o
-	v := url.Values{"otp": {otp}, "cshc": {randomToken(8)}}
+	link := s.instanceURLLocked(o) + "/secur/frontdoor.jsp?otp=" + otp
 	if start := r.URL.Query().Get("redirect_uri"); start != "" {
-		v.Set("startURL", start)
+		link += "&startURL=" + url.QueryEscape(start)
 	}
-	rp := jsonReply(http.StatusOK, obj{{"frontdoor_uri", s.instanceURLLocked(o) + "/secur/frontdoor.jsp?" + v.Encode()}})
+	link += "&cshc=" + randomToken(8)
+	rp := jsonReply(http.StatusOK, obj{{"frontdoor_uri", link}})
 	rp.set("Cache-Control", "no-cache,must-revalidate,max-age=0,no-store,private")
 	return rp
 }
