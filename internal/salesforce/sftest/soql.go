@@ -221,40 +221,25 @@ func parseSOQL(q string) (*soqlQuery, error) {
 	return sq, nil
 }
 
-func (p *soqlParser) or() (soqlCond, error) {
-	left, err := p.and()
-	if err != nil {
-		return nil, err
-	}
-	for p.keyword("OR") {
-		right, err := p.and()
-		if err != nil {
-			return nil, err
-		}
-		l := left
-		left = func(rec obj) (bool, string) {
-			if ok, bad := l(rec); ok || bad != "" {
-				return ok, bad
-			}
-			return right(rec)
-		}
-	}
-	return left, nil
-}
+func (p *soqlParser) or() (soqlCond, error) { return p.chain("OR", p.and, true) }
 
-func (p *soqlParser) and() (soqlCond, error) {
-	left, err := p.not()
+func (p *soqlParser) and() (soqlCond, error) { return p.chain("AND", p.not, false) }
+
+// chain parses operands joined by the keyword kw, evaluated left to right until one answers
+// decisive (true for OR, false for AND) or names a missing field.
+func (p *soqlParser) chain(kw string, operand func() (soqlCond, error), decisive bool) (soqlCond, error) {
+	left, err := operand()
 	if err != nil {
 		return nil, err
 	}
-	for p.keyword("AND") {
-		right, err := p.not()
+	for p.keyword(kw) {
+		right, err := operand()
 		if err != nil {
 			return nil, err
 		}
 		l := left
 		left = func(rec obj) (bool, string) {
-			if ok, bad := l(rec); !ok || bad != "" {
+			if ok, bad := l(rec); ok == decisive || bad != "" {
 				return ok, bad
 			}
 			return right(rec)
