@@ -80,21 +80,22 @@ func TestReadmeTourRunsAsPasted(t *testing.T) {
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
 		cancel()
-		wantErr := ""
+		var wantErrs []string
 		for _, o := range s.output {
 			if strings.HasPrefix(o, "Error from server") {
-				wantErr = o
+				wantErrs = append(wantErrs, o)
 			}
 		}
-		switch {
-		case wantErr == "" && err != nil:
+		if len(wantErrs) == 0 && err != nil {
 			t.Errorf("README line %d: %s: %v\n%s", s.line, s.command, err, stderr.String())
 			continue
-		case wantErr != "" && (err == nil || !strings.Contains(stderr.String(), wantErr)):
-			t.Errorf("README line %d: %s: want the README's error\n  %s\ngot %v:\n  %s", s.line, s.command, wantErr, err, stderr.String())
-			continue
 		}
-		if len(s.output) == 0 || wantErr != "" {
+		for _, want := range wantErrs {
+			if err == nil || !strings.Contains(stderr.String(), want) {
+				t.Errorf("README line %d: %s: want the README's error\n  %s\ngot %v:\n  %s", s.line, s.command, want, err, stderr.String())
+			}
+		}
+		if len(s.output) == 0 || len(wantErrs) > 0 {
 			continue
 		}
 		got := strings.SplitN(strings.TrimSpace(stdout.String()), "\n", 2)[0]

@@ -29,6 +29,7 @@ const OrgFinalizer = "salesforce.sfops.io/in-use-protection"
 // Checker is the part of the Salesforce client the org reconciler uses.
 type Checker interface {
 	CheckWith(ctx context.Context, cred salesforce.Credential, persist salesforce.Persist) (*salesforce.CheckResult, error)
+	AuthorizeSandbox(ctx context.Context, prod salesforce.Credential, prodPersist salesforce.Persist, sandboxName string) (*salesforce.SandboxAuthorization, error)
 	Forget(cred salesforce.Credential)
 }
 
@@ -88,6 +89,8 @@ type orgScope struct {
 	checked bool
 	// secret is the auth Secret as this reconcile last read or wrote it.
 	secret *corev1.Secret
+	// prod is a sandboxOf org's production org, Active and Connected.
+	prod *sfv1.SalesforceOrg
 	// writtenSecretVersion is the auth Secret's version after this reconcile wrote it.
 	writtenSecretVersion string
 }
@@ -181,6 +184,9 @@ func (r *SalesforceOrgReconciler) phases(ctx context.Context, sc *orgScope) (sum
 	if sum, idle := r.idle(sc); idle {
 		return sum, 0, nil
 	}
+	if err := r.production(ctx, sc); err != nil {
+		return summary{}, 0, err
+	}
 	secretVersion, err := r.dueCredential(ctx, sc)
 	if err != nil {
 		return summary{}, 0, err
@@ -189,6 +195,12 @@ func (r *SalesforceOrgReconciler) phases(ctx context.Context, sc *orgScope) (sum
 		return r.summarise(ctx, sc, wait)
 	}
 	cred, secret, err := r.credential(ctx, sc)
+	if err != nil && isCheckError(err) {
+		// Authorising a sandbox through its production org called Salesforce, and failed.
+		sc.checked = true
+		sc.org.Status.LastCheckTime = &metav1.Time{Time: time.Now()}
+		return r.checkFailed(ctx, sc, err)
+	}
 	if err != nil {
 		return summary{}, 0, err
 	}
@@ -225,6 +237,15 @@ func (r *SalesforceOrgReconciler) deletion(ctx context.Context, sc *orgScope) (s
 			"Deletion waits: the org is mapped to active pipeline stages %s. Remove it from those stages, or set them Inactive.",
 			index.StageNames(sc.holders))
 	}
+	sandboxes, err := rules.SandboxesOf(ctx, r.Client, sc.org.Namespace, sc.org.Name)
+	if err != nil {
+		return summary{}, 0, unhandled(err, "Listing the sandboxes authorised through the org failed")
+	}
+	if len(sandboxes) > 0 {
+		return summary{}, 0, stall(0, sfv1.ReasonDeletionBlocked,
+			"Deletion waits: sandboxes %s are authorised through this org (spec.sandboxOf). Delete them, or give them another credential source.",
+			strings.Join(sandboxes, ", "))
+	}
 	if sc.mem.lastCred != nil {
 		r.Salesforce.Forget(sc.mem.lastCred)
 	}
@@ -246,12 +267,23 @@ func (r *SalesforceOrgReconciler) deferredDeletion(ctx context.Context, sc *orgS
 		sc.mem.deferredDeletion = ""
 		return summary{}, false, nil
 	}
-	if len(sc.holders) > 0 {
+	sandboxes, err := rules.SandboxesOf(ctx, r.Client, org.Namespace, org.Name)
+	if err != nil {
+		return summary{}, false, unhandled(err, "Listing the sandboxes authorised through the org failed")
+	}
+	if len(sc.holders) > 0 || len(sandboxes) > 0 {
 		if sc.mem.deferredDeletion != requested {
 			sc.mem.deferredDeletion = requested
+			waits := []string{}
+			if len(sc.holders) > 0 {
+				waits = append(waits, "active pipeline stages "+index.StageNames(sc.holders))
+			}
+			if len(sandboxes) > 0 {
+				waits = append(waits, "sandboxes "+strings.Join(sandboxes, ", ")+" (sandboxOf)")
+			}
 			r.Notify.warning(ctx, org, sfv1.ReasonDeletionDeferred, "Delete",
-				"Deletion requested at %s waits for active pipeline stages %s; the operator deletes the org when none holds it. Remove the annotation %s to cancel.",
-				requested, index.StageNames(sc.holders), sfv1.DeletionRequestedAnnotation)
+				"Deletion requested at %s waits for %s; the operator deletes the org when nothing holds it. Remove the annotation %s to cancel.",
+				requested, strings.Join(waits, " and "), sfv1.DeletionRequestedAnnotation)
 		}
 		return summary{}, false, nil
 	}
@@ -259,7 +291,7 @@ func (r *SalesforceOrgReconciler) deferredDeletion(ctx context.Context, sc *orgS
 		return summary{}, false, retry(r.retryBase(), sfv1.ReasonDeletionDeferred, "Deleting the org as requested at %s failed: %v", requested, err)
 	}
 	r.Notify.normal(ctx, org, sfv1.ReasonDeletionReplayed, "Delete",
-		"Deleted as requested at %s: no active pipeline stage holds the org any more.", requested)
+		"Deleted as requested at %s: nothing holds the org any more.", requested)
 	return notReady(sfv1.ReasonProgressing, "Deleting, as requested at %s.", requested), true, nil
 }
 
@@ -307,6 +339,8 @@ func (r *SalesforceOrgReconciler) dueCredential(ctx context.Context, sc *orgScop
 	meta := secretMeta()
 	err := r.SecretMetadata.Get(ctx, types.NamespacedName{Namespace: org.Namespace, Name: name}, meta)
 	switch {
+	case apierrors.IsNotFound(err) && org.Source() == sfv1.CredentialSourceSandboxOf:
+		return "", nil // not authorised yet: the check derives it
 	case apierrors.IsNotFound(err):
 		return "", r.secretMissing(ctx, sc)
 	case err != nil:
@@ -370,6 +404,9 @@ func secretNotFoundMessage(org *sfv1.SalesforceOrg) string {
 func (r *SalesforceOrgReconciler) credential(ctx context.Context, sc *orgScope) (salesforce.Credential, *corev1.Secret, error) {
 	org := sc.org
 	name := org.CredentialSecret()
+	if org.Source() == sfv1.CredentialSourceSandboxOf {
+		return r.sandboxCredential(ctx, sc, false)
+	}
 	secret := &corev1.Secret{}
 	if err := r.APIReader.Get(quiet(ctx), types.NamespacedName{Namespace: org.Namespace, Name: name}, secret); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -468,6 +505,17 @@ func (r *SalesforceOrgReconciler) check(ctx context.Context, sc *orgScope, cred 
 	checkCtx, cancel := context.WithTimeout(ctx, r.checkTimeout())
 	res, err := r.Salesforce.CheckWith(checkCtx, cred, persist)
 	cancel()
+	if sc.prod != nil && salesforce.ReasonOf(err) == salesforce.ReasonCredentialRejected {
+		// A sandbox refresh killed the sandbox's tokens: authorise it again through production.
+		if cred, _, err = r.sandboxCredential(ctx, sc, true); err == nil {
+			sc.mem.lastCred = cred
+			checkCtx, cancel := context.WithTimeout(ctx, r.checkTimeout())
+			res, err = r.Salesforce.CheckWith(checkCtx, cred, r.persistFor(sc, cred.(salesforce.AuthURL)))
+			cancel()
+		} else if !isCheckError(err) {
+			return summary{}, 0, err
+		}
+	}
 	checkDuration.WithLabelValues(reasonOf(err)).Observe(time.Since(now).Seconds())
 	sc.checked = true
 	org.Status.LastCheckTime = &metav1.Time{Time: now}
@@ -501,7 +549,10 @@ func (r *SalesforceOrgReconciler) checkFailed(ctx context.Context, sc *orgScope,
 // refresh) is accepted and announced; with spec.orgId, summarise reports the mismatch.
 func (r *SalesforceOrgReconciler) recordFacts(ctx context.Context, sc *orgScope, f *salesforce.OrgFacts, now time.Time) {
 	org := sc.org
-	if prev := org.Status.OrgID; prev != "" && !sameOrgID(prev, f.OrgID) && org.Spec.OrgID == "" {
+	if prev := org.Status.OrgID; prev != "" && !sameOrgID(prev, f.OrgID) && sc.prod != nil {
+		r.Notify.normal(ctx, org, sfv1.ReasonSandboxRefreshed, "Check",
+			"Sandbox refreshed: re-authorised through SalesforceOrg %q, org id %s → %s.", sc.prod.Name, prev, f.OrgID)
+	} else if prev != "" && !sameOrgID(prev, f.OrgID) && org.Spec.OrgID == "" {
 		r.Notify.warning(ctx, org, sfv1.ReasonOrgIDChanged, "Check",
 			"The credential now reaches org %s, not %s as before: a sandbox refresh gives a sandbox a new org id. Set spec.orgId to pin the org you expect.",
 			f.OrgID, prev)

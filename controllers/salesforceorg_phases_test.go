@@ -52,6 +52,10 @@ func (f *fakeChecker) CheckWith(ctx context.Context, _ salesforce.Credential, pe
 
 func (f *fakeChecker) Forget(salesforce.Credential) {}
 
+func (f *fakeChecker) AuthorizeSandbox(context.Context, salesforce.Credential, salesforce.Persist, string) (*salesforce.SandboxAuthorization, error) {
+	return nil, errors.New("not in these tests")
+}
+
 func (f *fakeChecker) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -111,11 +111,11 @@ func (r *SalesforceOrgReconciler) restoreReverted(ctx context.Context, sc *orgSc
 		return cred, nil
 	}
 	msg := fmt.Sprintf("Secret %q was overwritten with a refresh token that Salesforce had already rotated away; the operator restored the current one. If a tool (External Secrets, Argo CD, Flux) manages this Secret, turn off refresh-token rotation on the connected app, or let the operator own the Secret.",
-		sc.org.Spec.AuthSecretRef.Name)
+		sc.org.CredentialSecret())
 	if err := r.writeAuthSecret(ctx, sc, rec.newest, func(cur salesforce.AuthURL, ok bool) bool { return ok && rec.isDead(cur) }); err != nil {
 		return cred, retry(r.retryBase(), sfv1.ReasonSecretUpdateFailed,
 			"Secret %q holds a refresh token that Salesforce already rotated away, and restoring the current one failed (%s). Check the operator's RBAC for update on secrets.",
-			sc.org.Spec.AuthSecretRef.Name, apierrors.ReasonForError(err))
+			sc.org.CredentialSecret(), apierrors.ReasonForError(err))
 	}
 	r.Notify.warning(ctx, sc.org, sfv1.ReasonCredentialReverted, "RestoreRotation", "%s", msg)
 	return rec.newest, nil
@@ -141,7 +141,7 @@ func (r *SalesforceOrgReconciler) persistFor(sc *orgScope, old salesforce.AuthUR
 		})
 		if err != nil {
 			return fmt.Errorf("writing it back to Secret %q failed (%s); the operator keeps it in memory and retries before anything else. Check the operator's RBAC for update on secrets",
-				sc.org.Spec.AuthSecretRef.Name, apierrors.ReasonForError(err))
+				sc.org.CredentialSecret(), apierrors.ReasonForError(err))
 		}
 		if !recLoaded {
 			rec, _ = r.loadRotationRecord(ctx, sc.org)
@@ -152,7 +152,7 @@ func (r *SalesforceOrgReconciler) persistFor(sc *orgScope, old salesforce.AuthUR
 				"reason", apierrors.ReasonForError(err))
 		}
 		r.Notify.normal(ctx, sc.org, sfv1.ReasonCredentialRotated, "PersistRotation",
-			"Salesforce rotated the refresh token; the new one was saved to Secret %q.", sc.org.Spec.AuthSecretRef.Name)
+			"Salesforce rotated the refresh token; the new one was saved to Secret %q.", sc.org.CredentialSecret())
 		return nil
 	}
 }
@@ -163,7 +163,7 @@ func (r *SalesforceOrgReconciler) persistFor(sc *orgScope, old salesforce.AuthUR
 // put there meanwhile wins: nothing is written, and no error is returned.
 func (r *SalesforceOrgReconciler) writeAuthSecret(ctx context.Context, sc *orgScope, a salesforce.AuthURL, overwrite func(cur salesforce.AuthURL, parsed bool) bool) error {
 	key := sc.org.AuthSecretKey()
-	name := types.NamespacedName{Namespace: sc.org.Namespace, Name: sc.org.Spec.AuthSecretRef.Name}
+	name := types.NamespacedName{Namespace: sc.org.Namespace, Name: sc.org.CredentialSecret()}
 	qctx := quiet(ctx)
 	known := sc.secret
 	return k8sretry.RetryOnConflict(k8sretry.DefaultRetry, func() error {

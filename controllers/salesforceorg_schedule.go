@@ -21,6 +21,7 @@ func (r *SalesforceOrgReconciler) dueIn(org *sfv1.SalesforceOrg, secretVersion s
 	c := meta.FindStatusCondition(org.Status.Conditions, sfv1.ConditionConnected)
 	switch {
 	case c == nil, c.Status == metav1.ConditionUnknown, // never checked, or back from Inactive or suspended
+		c.Reason == sfv1.ReasonProductionOrgNotReady, // waited for its production org, which is ready now
 		org.Status.LastCheckTime == nil,
 		org.Status.ObservedGeneration != org.Generation,
 		org.Status.CheckedSecretVersion != secretVersion, // a new credential is checked at once
@@ -79,7 +80,7 @@ func backoff(base time.Duration, failures int32, limit time.Duration) time.Durat
 
 func isTransientReason(reason string) bool {
 	switch reason {
-	case sfv1.ReasonUnreachable, sfv1.ReasonServerError, sfv1.ReasonRateLimited, sfv1.ReasonSecretUpdateFailed:
+	case sfv1.ReasonUnreachable, sfv1.ReasonServerError, sfv1.ReasonRateLimited, sfv1.ReasonSecretUpdateFailed, sfv1.ReasonSandboxActivating:
 		return true
 	}
 	return false

@@ -39,6 +39,7 @@ func (r *SalesforceOrgReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate{}))).
 		Watches(&sfv1.SalesforceOrg{}, handler.EnqueueRequestsFromMapFunc(r.otherDefaultDevHubs),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&sfv1.SalesforceOrg{}, handler.EnqueueRequestsFromMapFunc(r.sandboxesOf)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: conc}).
 		Named("salesforceorg").
 		Complete(r)
@@ -83,6 +84,16 @@ func (r *SalesforceOrgReconciler) otherDefaultDevHubs(ctx context.Context, o cli
 		if other.Name != o.GetName() && other.Spec.DefaultDevHub {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&other)})
 		}
+	}
+	return reqs
+}
+
+// sandboxesOf wakes the sandboxes authorised through an org when it changes (its connection, its
+// state), and, for a sandbox that goes, its production org (whose deletion may wait for it).
+func (r *SalesforceOrgReconciler) sandboxesOf(ctx context.Context, o client.Object) []reconcile.Request {
+	reqs := r.orgsMatching(ctx, o.GetNamespace(), index.OrgSandboxOf, o.GetName())
+	if sb := o.(*sfv1.SalesforceOrg).Spec.SandboxOf; sb != nil && !o.GetDeletionTimestamp().IsZero() {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: sb.ProductionOrgRef.Name}})
 	}
 	return reqs
 }

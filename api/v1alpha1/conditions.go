@@ -113,6 +113,12 @@ const (
 	ReasonImplementationNotFound = "ImplementationNotFound"
 	// ReasonDeletingMembers: the implementation is deleting its member orgs (deletionPolicy: Delete).
 	ReasonDeletingMembers = "DeletingMembers"
+	// ReasonProductionOrgNotReady: a sandboxOf org's production org is missing, Inactive or not Connected.
+	ReasonProductionOrgNotReady = "ProductionOrgNotReady"
+	// ReasonSandboxActivating: the production org says the sandbox is still being activated.
+	ReasonSandboxActivating = "SandboxActivating"
+	// ReasonSandboxRefreshed: a sandboxOf org was refreshed and re-authorised through its production org.
+	ReasonSandboxRefreshed = "SandboxRefreshed"
 	// ReasonProductionOrgClaimed: another implementation already names the same production org.
 	ReasonProductionOrgClaimed = "ProductionOrgClaimed"
 )

@@ -123,7 +123,7 @@ func run() error {
 				return
 			}
 			// The README's "Start here" shows exactly these lines.
-			fmt.Printf("\nThe demo is up: namespace demo, three orgs Connected. In another terminal:\n\n"+
+			fmt.Printf("\nThe demo is up: namespace demo, five orgs Connected. In another terminal:\n\n"+
 				"  export KUBECONFIG=%s\n  kubectl get salesforce\n\nCtrl-C stops everything.\n\n", relative(path))
 		}()
 	} else {

@@ -1,5 +1,6 @@
 // Package demo seeds the namespace that `make run` shows on its embedded control plane, and that
-// the README's tour runs against: a production org, a sandbox, a Developer Edition Dev Hub, an
+// the README's tour runs against: a production org, two sandboxes (one with its own auth URL, one
+// authorised through production), a Developer Edition Dev Hub, an org on JWT bearer, an
 // implementation and a pipeline stage, all connected to the fake Salesforce. The tour test seeds
 // the same objects, so the README stays true. It is never part of a deployed operator.
 package demo
@@ -22,14 +23,18 @@ import (
 // Namespace is where the demo lives; the demo kubeconfig makes it the current namespace.
 const Namespace = "demo"
 
-// Orgs are the demo's SalesforceOrgs.
-var Orgs = []string{"acme-prod", "acme-uat", "acme-devhub"}
+// Orgs are the demo's SalesforceOrgs: an auth URL each for the first three, JWT bearer for
+// acme-ci, and acme-qa authorised through acme-prod.
+var Orgs = []string{"acme-prod", "acme-uat", "acme-devhub", "acme-ci", "acme-qa"}
 
 // Seed creates the demo namespace and its objects, retrying while the webhooks come up.
 func Seed(ctx context.Context, c client.Client, fake *sftest.Server) error {
 	prod := fake.AddOrg(sftest.OrgSpec{Name: "acme-prod", Kind: sftest.Production})
 	uat := fake.AddOrg(sftest.OrgSpec{Name: "acme-uat", Kind: sftest.Sandbox})
 	hub := fake.AddOrg(sftest.OrgSpec{Name: "acme-devhub", Kind: sftest.DeveloperEdition, DevHub: true})
+	ci := fake.AddOrg(sftest.OrgSpec{Name: "acme-ci", Kind: sftest.Production, Username: "ci@acme-ci.example.com"})
+	fake.AddOrg(sftest.OrgSpec{Name: "acme-qa", Kind: sftest.Sandbox, Production: prod, SandboxName: "qa"})
+	ciKey, ciUser, ciPEM := ci.JWT()
 	ns := Namespace
 	ref := func(n string) *sfv1.LocalObjectReference { return &sfv1.LocalObjectReference{Name: n} }
 	org := func(name string, typ sfv1.OrgType, impl *sfv1.LocalObjectReference, devHub bool) *sfv1.SalesforceOrg {
@@ -50,6 +55,14 @@ func Seed(ctx context.Context, c client.Client, fake *sftest.Server) error {
 		org("acme-prod", sfv1.OrgTypeProduction, ref("acme"), false),
 		org("acme-uat", sfv1.OrgTypeSandbox, ref("acme"), false),
 		org("acme-devhub", sfv1.OrgTypeDeveloperEdition, nil, true),
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-ci-jwt", Labels: map[string]string{sfv1.CredentialLabel: "true"}},
+			Data: map[string][]byte{"tls.key": ciPEM}},
+		&sfv1.SalesforceOrg{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-ci"}, Spec: sfv1.SalesforceOrgSpec{
+			Type: sfv1.OrgTypeProduction, JWT: &sfv1.JWTAuth{ClientID: ciKey, Username: ciUser, LoginURL: fake.URL(),
+				PrivateKeySecretRef: sfv1.PrivateKeyReference{Name: "acme-ci-jwt"}}}},
+		&sfv1.SalesforceOrg{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-qa"}, Spec: sfv1.SalesforceOrgSpec{
+			Type: sfv1.OrgTypeSandbox, ImplementationRef: ref("acme"),
+			SandboxOf: &sfv1.SandboxOf{ProductionOrgRef: *ref("acme-prod"), SandboxName: "qa"}}},
 		&sfv1.PipelineStage{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "release-uat"},
 			Spec: sfv1.PipelineStageSpec{Pipeline: "release", Order: 1, OrgRef: *ref("acme-uat"), Branch: "uat"}},
 	}

@@ -25,6 +25,8 @@ const (
 	OrgImplementation = "spec.implementationRef.name"
 	// OrgType indexes SalesforceOrgs by spec.type.
 	OrgType = "spec.type"
+	// OrgSandboxOf indexes SalesforceOrgs by spec.sandboxOf.productionOrgRef.name.
+	OrgSandboxOf = "spec.sandboxOf.productionOrgRef.name"
 	// ImplProductionOrg indexes SalesforceImplementations by spec.productionOrgRef.name.
 	ImplProductionOrg = "spec.productionOrgRef.name"
 )
@@ -50,6 +52,12 @@ func Setup(ctx context.Context, fi client.FieldIndexer) error {
 		}},
 		{&sfv1.SalesforceOrg{}, OrgType, func(o client.Object) []string {
 			return []string{string(o.(*sfv1.SalesforceOrg).Spec.Type)}
+		}},
+		{&sfv1.SalesforceOrg{}, OrgSandboxOf, func(o client.Object) []string {
+			if sb := o.(*sfv1.SalesforceOrg).Spec.SandboxOf; sb != nil {
+				return []string{sb.ProductionOrgRef.Name}
+			}
+			return nil
 		}},
 		{&sfv1.SalesforceImplementation{}, ImplProductionOrg, func(o client.Object) []string {
 			if ref := o.(*sfv1.SalesforceImplementation).Spec.ProductionOrgRef; ref != nil {

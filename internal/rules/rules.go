@@ -29,6 +29,23 @@ func StagesHolding(ctx context.Context, r client.Reader, namespace, org string) 
 	return stages, nil
 }
 
+// SandboxesOf lists, sorted, the names of the orgs (not being deleted) authorised through org as
+// their production org (spec.sandboxOf): while there is one, org cannot be made Inactive or deleted.
+func SandboxesOf(ctx context.Context, r client.Reader, namespace, org string) ([]string, error) {
+	var list sfv1.SalesforceOrgList
+	if err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{index.OrgSandboxOf: org}); err != nil {
+		return nil, fmt.Errorf("listing the sandboxes authorised through SalesforceOrg %q: %w", org, err)
+	}
+	var names []string
+	for _, o := range list.Items {
+		if o.DeletionTimestamp.IsZero() {
+			names = append(names, o.Name)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
 // ImplementationOf is the implementation the org belongs to: the one its implementationRef
 // names, else the one whose productionOrgRef names it (the first by name, if several do, which
 // admission refuses). named is the implementation's name even when it does not exist (impl nil).

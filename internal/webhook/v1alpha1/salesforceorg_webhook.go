@@ -2,9 +2,11 @@ package v1alpha1
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"gomodules.xyz/jsonpatch/v2"
@@ -165,6 +167,9 @@ func (v *OrgValidator) ValidateUpdate(ctx context.Context, old, org *sfv1.Salesf
 				"SalesforceOrg %q cannot be set to Inactive: it is mapped to active pipeline stages %s. Remove it from those stages, or set them Inactive, first.",
 				org.Name, index.StageNames(stages)))
 		}
+		if err := v.noSandboxes(ctx, org, "set to Inactive"); err != nil {
+			return nil, err
+		}
 	}
 	return nil, v.uniqueness(ctx, org, old)
 }
@@ -175,17 +180,34 @@ func (v *OrgValidator) ValidateDelete(ctx context.Context, org *sfv1.SalesforceO
 	if err != nil {
 		return nil, err
 	}
-	if len(stages) == 0 || namespaceTerminating(ctx, v.Reader, org.Namespace) {
+	if namespaceTerminating(ctx, v.Reader, org.Namespace) {
 		return nil, nil
 	}
-	msg := fmt.Sprintf(
-		"SalesforceOrg %q cannot be deleted: it is mapped to active pipeline stages %s. Remove it from those stages, or set them Inactive, first.",
-		org.Name, index.StageNames(stages))
-	if v.rememberDeletion(ctx, org) {
-		msg += fmt.Sprintf(" The deletion is remembered: the operator deletes the org as soon as no active stage holds it (remove the annotation %s to cancel).",
+	var refusal error
+	if len(stages) > 0 {
+		refusal = inUse(org.Name, fmt.Sprintf(
+			"SalesforceOrg %q cannot be deleted: it is mapped to active pipeline stages %s. Remove it from those stages, or set them Inactive, first.",
+			org.Name, index.StageNames(stages)))
+	} else if refusal = v.noSandboxes(ctx, org, "deleted"); refusal == nil {
+		return nil, nil
+	}
+	var st *apierrors.StatusError
+	if errors.As(refusal, &st) && st.ErrStatus.Reason == metav1.StatusReasonForbidden && v.rememberDeletion(ctx, org) {
+		st.ErrStatus.Message += fmt.Sprintf(" The deletion is remembered: the operator deletes the org as soon as nothing holds it (remove the annotation %s to cancel).",
 			sfv1.DeletionRequestedAnnotation)
 	}
-	return nil, inUse(org.Name, msg)
+	return nil, refusal
+}
+
+// noSandboxes refuses to let a production org go while sandboxes are authorised through it.
+func (v *OrgValidator) noSandboxes(ctx context.Context, org *sfv1.SalesforceOrg, what string) error {
+	sandboxes, err := rules.SandboxesOf(ctx, v.Reader, org.Namespace, org.Name)
+	if err != nil || len(sandboxes) == 0 {
+		return err
+	}
+	return inUse(org.Name, fmt.Sprintf(
+		"SalesforceOrg %q cannot be %s: sandboxes %s are authorised through it (spec.sandboxOf). Delete them, or give them another credential source, first.",
+		org.Name, what, strings.Join(sandboxes, ", ")))
 }
 
 // rememberDeletion records a refused deletion on the org (deletion replay), unless the request
