@@ -5,6 +5,7 @@ package operator
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -57,6 +59,18 @@ type Options struct {
 	// WatchNamespaces restricts the operator to these namespaces (empty: all). With it, the
 	// operator needs Roles in those namespaces only, no ClusterRole for Secrets.
 	WatchNamespaces []string
+	// WatchLabelSelector restricts the operator to the SalesforceOrgs, PipelineStages and
+	// SalesforceImplementations it selects: one shard of several managers, as in Flux. Each
+	// shard elects its own leader.
+	WatchLabelSelector string
+	// MaxConcurrentChecks bounds the orgs checked at once (0: 32). Checks wait on Salesforce, not
+	// on CPU, so this is far above the core count.
+	MaxConcurrentChecks int
+	// SkipNameValidation lets several managers run in one process (tests of sharding).
+	SkipNameValidation bool
+	// HostQPS and OrgQPS bound the calls per second to one Salesforce host and for one org
+	// (0: unbounded).
+	HostQPS, OrgQPS float64
 
 	// EnableWebhooks serves the admission webhooks (the cluster must be able to reach them).
 	EnableWebhooks bool
@@ -95,6 +109,18 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			&corev1.Secret{}: {Label: credentialSecrets, Transform: trimForCache},
 		},
 	}
+	electionID := "salesforce-operator.sfops.io"
+	if o.WatchLabelSelector != "" {
+		shard, err := labels.Parse(o.WatchLabelSelector)
+		if err != nil {
+			return nil, fmt.Errorf("--watch-label-selector %q: %w", o.WatchLabelSelector, err)
+		}
+		for _, obj := range []client.Object{&sfv1.SalesforceOrg{}, &sfv1.PipelineStage{}, &sfv1.SalesforceImplementation{}} {
+			cacheOpts.ByObject[obj] = cache.ByObject{Label: shard}
+		}
+		sum := sha256.Sum256([]byte(shard.String()))
+		electionID = fmt.Sprintf("%x.salesforce-operator.sfops.io", sum[:4])
+	}
 	if len(o.WatchNamespaces) > 0 {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range o.WatchNamespaces {
@@ -106,7 +132,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Metrics:                 metrics,
 		HealthProbeBindAddress:  o.ProbeAddr,
 		LeaderElection:          o.LeaderElect,
-		LeaderElectionID:        "salesforce-operator.sfops.io",
+		LeaderElectionID:        electionID,
 		LeaderElectionNamespace: o.LeaderElectNS,
 		LeaseDuration:           ptr(orDefault(o.LeaseDuration, 60*time.Second)),
 		RenewDeadline:           ptr(orDefault(o.RenewDeadline, 45*time.Second)),
@@ -115,7 +141,8 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			// Secrets are never cached: the org reconciler reads them directly, and watches only their metadata.
 			DisableFor: []client.Object{&corev1.Secret{}},
 		}},
-		Cache: cacheOpts,
+		Cache:      cacheOpts,
+		Controller: config.Controller{SkipNameValidation: &o.SkipNameValidation},
 		// A graceful stop waits for in-flight checks, whose rotated-token write-backs must finish:
 		// the Salesforce timeout plus one Secret write. The Deployment's grace period is longer.
 		GracefulShutdownTimeout: ptr(max(o.SalesforceTimeout, salesforce.DefaultTimeout) + 15*time.Second),
@@ -147,6 +174,8 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Salesforce:     sf,
 		Notify:         controllers.NewNotifier(mgr.GetEventRecorder("salesforce-operator")),
 		RetryBase:      o.RetryBase,
+		// Checks wait on Salesforce, not on CPU: many run at once.
+		MaxConcurrentReconciles: orDefaultInt(o.MaxConcurrentChecks, 32),
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the SalesforceOrg controller: %w", err)
 	}
@@ -196,6 +225,13 @@ func trimForCache(obj any) (any, error) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func orDefaultInt(n, def int) int {
+	if n > 0 {
+		return n
+	}
+	return def
+}
 
 func orDefault(d, def time.Duration) time.Duration {
 	if d > 0 {
@@ -248,5 +284,7 @@ func newSalesforceClient(o Options) (*salesforce.Client, error) {
 		RootCAs:      pool,
 		Timeout:      o.SalesforceTimeout,
 		Observe:      controllers.ObserveSalesforceCall,
+		HostQPS:      o.HostQPS,
+		OrgQPS:       o.OrgQPS,
 	})
 }

@@ -47,6 +47,10 @@ func hostWhy(err error) string {
 // transportError classifies a failure to get any answer at all. The text comes from the error
 // inside *url.Error, never from the URL itself, and is bounded.
 func (c *Client) transportError(ctx context.Context, host string, err error) *Error {
+	var own *Error
+	if errors.As(err, &own) {
+		return own // the transport's own refusal (a courtesy limit)
+	}
 	var h *hostNotAllowedError
 	if errors.As(err, &h) {
 		return &Error{Reason: ReasonHostNotAllowed, Message: h.Error() + "; nothing was sent. " +

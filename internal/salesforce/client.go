@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+	"golang.org/x/time/rate"
 )
 
 const (
@@ -47,6 +48,10 @@ type Options struct {
 	// "composite"), an outcome ("ok", "unauthorized", "rate_limited", "rejected", "refused",
 	// "unreachable", "server_error", "api_disabled", "org_gone") and the duration. For metrics.
 	Observe func(endpoint, outcome string, d time.Duration)
+	// HostQPS bounds the calls per second to one Salesforce host (0: no bound).
+	HostQPS float64
+	// OrgQPS bounds the calls per second for one org's credential (0: no bound).
+	OrgQPS float64
 }
 
 // Client checks Salesforce orgs. It is safe for concurrent use; checks of one credential are
@@ -59,6 +64,7 @@ type Client struct {
 	apiVersion string
 	observe    func(endpoint, outcome string, d time.Duration)
 	lookup     func(ctx context.Context, host string) ([]netip.Addr, error)
+	limits     *limits
 
 	mu        sync.Mutex
 	sessions  map[string]*session // by credential cache key; a rotated credential has several keys
@@ -69,6 +75,7 @@ type Client struct {
 // current access token. Fields other than keys and lastUsed are guarded by mu.
 type session struct {
 	mu          sync.Mutex
+	limiter     *rate.Limiter // this org's courtesy bucket; nil when unbounded
 	cred        Credential
 	access      string
 	instanceURL string
@@ -94,6 +101,7 @@ func NewClient(o Options) (*Client, error) {
 		observe:    o.Observe,
 		lookup:     defaultLookup,
 		sessions:   map[string]*session{},
+		limits:     newLimits(o.HostQPS, o.OrgQPS),
 	}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
@@ -185,6 +193,7 @@ func (c *Client) CheckWith(ctx context.Context, cred Credential, persist Persist
 	s := c.sessionFor(cr)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	ctx = withOrgLimiter(ctx, s.limiter)
 
 	var facts OrgFacts
 	if persist != nil {
@@ -327,7 +336,7 @@ func (c *Client) sessionFor(cred Credential) *session {
 	}
 	s := c.sessions[key]
 	if s == nil {
-		s = &session{cred: cred, keys: []string{key}}
+		s = &session{cred: cred, keys: []string{key}, limiter: bucket(c.limits.orgQPS)}
 		c.sessions[key] = s
 	}
 	s.lastUsed = now
@@ -444,6 +453,9 @@ func (g *guardedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		return fail(hostNotAllowed(req.URL.Host, "a URL with user info is never used"))
 	}
 	if _, err := g.c.allow.check(req.URL.Host); err != nil {
+		return fail(err)
+	}
+	if err := g.c.limits.wait(req.Context(), req.URL.Host); err != nil {
 		return fail(err)
 	}
 	resp, err := g.base.RoundTrip(req)

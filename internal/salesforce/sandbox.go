@@ -47,6 +47,7 @@ func (c *Client) AuthorizeSandbox(ctx context.Context, prod Credential, prodPers
 	s := c.sessionFor(cr)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	ctx = withOrgLimiter(ctx, s.limiter)
 	clientID := ""
 	switch v := cr.(type) {
 	case AuthURL:
