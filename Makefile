@@ -45,6 +45,10 @@ test: envtest vet ## Run every test (unit and envtest) with the race detector.
 test-faults: envtest ## Fault-injection test of refresh-token rotation: the manager killed or stopped mid-rotation, 40 trials per cell.
 	$(GO) run ./hack/faults $(FAULTSFLAGS)
 
+.PHONY: fidelity
+fidelity: ## Run the real Salesforce CLI against the fake Salesforce (installs it from npm into bin/fidelity once).
+	bash hack/fidelity/run.sh $(ARGS)
+
 .PHONY: bench
 bench: envtest ## Run the benchmarks.
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -73,7 +73,10 @@ kind: SalesforceOrg
 spec: {type: Sandbox, authSecretRef: {name: s}, checkInterval: 30s}`, `spec.checkInterval: Invalid value: "30s": checkInterval must be at least 1m`},
 		{"checkInterval a duration", `
 kind: SalesforceOrg
-spec: {type: Sandbox, authSecretRef: {name: s}, checkInterval: ten minutes}`, `spec.checkInterval: Invalid value: "ten minutes"`},
+spec: {type: Sandbox, authSecretRef: {name: s}, checkInterval: ten minutes}`, `spec.checkInterval: Invalid value: "ten minutes": checkInterval must be a duration such as 10m, 1h or 1h30m`},
+		{"checkInterval in words", `
+kind: SalesforceOrg
+spec: {type: Sandbox, authSecretRef: {name: s}, checkInterval: 1 hour}`, `checkInterval must be a duration such as 10m, 1h or 1h30m: a number and a unit (ms, s, m or h), without spaces`},
 		{"orgId shape", `
 kind: SalesforceOrg
 spec: {type: Sandbox, authSecretRef: {name: s}, orgId: 005xx0000012345}`, `spec.orgId: Invalid value: "005xx0000012345": spec.orgId in body should match '^00D`},

@@ -69,6 +69,8 @@ type orgMemory struct {
 	lastCred salesforce.Credential
 	// probedSecretVersion is the auth Secret version whose writability was last probed.
 	probedSecretVersion string
+	// deferredDeletion is the deletion request last announced by an event.
+	deferredDeletion string
 }
 
 // orgScope is everything one reconcile of an org works from, loaded once.
@@ -90,7 +92,7 @@ type orgScope struct {
 	writtenSecretVersion string
 }
 
-// +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceorgs,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceorgs,verbs=get;list;watch;patch;delete
 // +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceorgs/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceorgs/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
@@ -167,6 +169,9 @@ func (r *SalesforceOrgReconciler) phases(ctx context.Context, sc *orgScope) (sum
 	if !sc.org.DeletionTimestamp.IsZero() {
 		return r.deletion(ctx, sc)
 	}
+	if sum, deleted, err := r.deferredDeletion(ctx, sc); deleted || err != nil {
+		return sum, 0, err
+	}
 	if v, ok := sc.org.Annotations[sfv1.ReconcileRequestedAtAnnotation]; ok && v != sc.org.Status.LastHandledReconcileAt {
 		defer func() { sc.org.Status.LastHandledReconcileAt = v }()
 	}
@@ -208,6 +213,7 @@ func (r *SalesforceOrgReconciler) usage(ctx context.Context, sc *orgScope) error
 	}
 	sc.org.Status.UsedBy = names
 	sc.org.Status.StageCount = int32(len(names))
+	sc.org.Status.CredentialSource = sc.org.Source()
 	sc.holders = index.Active(stages)
 	return nil
 }
@@ -228,6 +234,33 @@ func (r *SalesforceOrgReconciler) deletion(ctx context.Context, sc *orgScope) (s
 		return summary{}, 0, unhandled(err, "Removing the finalizer failed")
 	}
 	return notReady(sfv1.ReasonProgressing, "Deleting."), 0, nil
+}
+
+// deferredDeletion replays a deletion that admission refused while stages held the org: once
+// none does, the operator deletes the org itself, so one `kubectl delete -f dir` converges in any
+// file order. Until then the org is reconciled as usual.
+func (r *SalesforceOrgReconciler) deferredDeletion(ctx context.Context, sc *orgScope) (summary, bool, error) {
+	org := sc.org
+	requested, ok := org.Annotations[sfv1.DeletionRequestedAnnotation]
+	if !ok {
+		sc.mem.deferredDeletion = ""
+		return summary{}, false, nil
+	}
+	if len(sc.holders) > 0 {
+		if sc.mem.deferredDeletion != requested {
+			sc.mem.deferredDeletion = requested
+			r.Notify.warning(ctx, org, sfv1.ReasonDeletionDeferred, "Delete",
+				"Deletion requested at %s waits for active pipeline stages %s; the operator deletes the org when none holds it. Remove the annotation %s to cancel.",
+				requested, index.StageNames(sc.holders), sfv1.DeletionRequestedAnnotation)
+		}
+		return summary{}, false, nil
+	}
+	if err := r.Delete(ctx, org, client.Preconditions{UID: &org.UID}); client.IgnoreNotFound(err) != nil {
+		return summary{}, false, retry(r.retryBase(), sfv1.ReasonDeletionDeferred, "Deleting the org as requested at %s failed: %v", requested, err)
+	}
+	r.Notify.normal(ctx, org, sfv1.ReasonDeletionReplayed, "Delete",
+		"Deleted as requested at %s: no active pipeline stage holds the org any more.", requested)
+	return notReady(sfv1.ReasonProgressing, "Deleting, as requested at %s.", requested), true, nil
 }
 
 // implementation finds the org's implementation. A failed lookup stops the reconcile: a member
@@ -270,7 +303,7 @@ func (r *SalesforceOrgReconciler) idle(sc *orgScope) (summary, bool) {
 // its data (its creation or labelling wakes the org).
 func (r *SalesforceOrgReconciler) dueCredential(ctx context.Context, sc *orgScope) (string, error) {
 	org := sc.org
-	name := org.Spec.AuthSecretRef.Name
+	name := org.CredentialSecret()
 	meta := secretMeta()
 	err := r.SecretMetadata.Get(ctx, types.NamespacedName{Namespace: org.Namespace, Name: name}, meta)
 	switch {
@@ -286,14 +319,12 @@ func (r *SalesforceOrgReconciler) dueCredential(ctx context.Context, sc *orgScop
 // credential, by its metadata alone (read live, never its data).
 func (r *SalesforceOrgReconciler) secretMissing(ctx context.Context, sc *orgScope) error {
 	org := sc.org
-	name, key := org.Spec.AuthSecretRef.Name, org.AuthSecretKey()
+	name := org.CredentialSecret()
 	meta := secretMeta()
 	err := r.APIReader.Get(quiet(ctx), types.NamespacedName{Namespace: org.Namespace, Name: name}, meta)
 	switch {
 	case apierrors.IsNotFound(err):
-		return r.credentialFailed(ctx, sc, "", sfv1.ReasonSecretNotFound,
-			"Secret %q not found in namespace %q: create it with the org's SFDX auth URL under key %q, labelled %s=true (kubectl create secret generic %s --from-literal=%s=\"$(sf org auth show-sfdx-auth-url --target-org <alias> --json | jq -r .result.sfdxAuthUrl)\" && kubectl label secret %s %s=true).",
-			name, org.Namespace, key, sfv1.CredentialLabel, name, key, name, sfv1.CredentialLabel)
+		return r.credentialFailed(ctx, sc, "", sfv1.ReasonSecretNotFound, "%s", secretNotFoundMessage(org))
 	case err != nil:
 		return unhandled(err, "Reading Secret %q failed", name)
 	case meta.Labels[sfv1.CredentialLabel] != "true":
@@ -320,41 +351,96 @@ func (r *SalesforceOrgReconciler) secretExists(ctx context.Context, key types.Na
 	return err == nil, err
 }
 
-// credential reads the auth Secret (directly, never from a cache), parses the auth URL, restores
-// a reverted rotation, and probes whether a rotation could be saved.
-func (r *SalesforceOrgReconciler) credential(ctx context.Context, sc *orgScope) (salesforce.AuthURL, *corev1.Secret, error) {
+// secretNotFoundMessage says how to create the org's credential Secret.
+func secretNotFoundMessage(org *sfv1.SalesforceOrg) string {
+	name := org.CredentialSecret()
+	if org.Source() == sfv1.CredentialSourceJWT {
+		key := org.Spec.JWT.PrivateKeySecretRef.Key
+		return fmt.Sprintf("Secret %q not found in namespace %q: create it with the connected app's private key under key %q, labelled %s=true (kubectl create secret generic %s --from-file=%s=server.key && kubectl label secret %s %s=true).",
+			name, org.Namespace, key, sfv1.CredentialLabel, name, key, name, sfv1.CredentialLabel)
+	}
+	key := org.AuthSecretKey()
+	return fmt.Sprintf("Secret %q not found in namespace %q: create it with the org's SFDX auth URL under key %q, labelled %s=true (kubectl create secret generic %s --from-literal=%s=\"$(sf org auth show-sfdx-auth-url --target-org <alias> --json | jq -r .result.sfdxAuthUrl)\" && kubectl label secret %s %s=true).",
+		name, org.Namespace, key, sfv1.CredentialLabel, name, key, name, sfv1.CredentialLabel)
+}
+
+// credential reads the credential Secret (directly, never from a cache) and builds the
+// credential from it: an auth URL (restoring a reverted rotation, and probing whether a rotation
+// could be saved), or a JWT bearer grant.
+func (r *SalesforceOrgReconciler) credential(ctx context.Context, sc *orgScope) (salesforce.Credential, *corev1.Secret, error) {
 	org := sc.org
-	name, key := org.Spec.AuthSecretRef.Name, org.AuthSecretKey()
+	name := org.CredentialSecret()
 	secret := &corev1.Secret{}
 	if err := r.APIReader.Get(quiet(ctx), types.NamespacedName{Namespace: org.Namespace, Name: name}, secret); err != nil {
 		if apierrors.IsNotFound(err) {
-			return salesforce.AuthURL{}, nil, r.credentialFailed(ctx, sc, "", sfv1.ReasonSecretNotFound,
-				"Secret %q not found in namespace %q: create it with the org's SFDX auth URL under key %q.", name, org.Namespace, key)
+			return nil, nil, r.credentialFailed(ctx, sc, "", sfv1.ReasonSecretNotFound, "%s", secretNotFoundMessage(org))
 		}
-		return salesforce.AuthURL{}, nil, unhandled(err, "Reading Secret %q failed", name)
+		return nil, nil, unhandled(err, "Reading Secret %q failed", name)
 	}
 	if secret.Labels[sfv1.CredentialLabel] != "true" {
-		return salesforce.AuthURL{}, nil, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonSecretNotLabelled,
+		return nil, nil, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonSecretNotLabelled,
 			"Secret %q is not labelled %s=true, and the operator reads only Secrets that opt in: kubectl label secret %s %s=true.",
 			name, sfv1.CredentialLabel, name, sfv1.CredentialLabel)
 	}
+	sc.secret = secret
+	if org.Source() == sfv1.CredentialSourceJWT {
+		cred, err := r.jwtCredential(ctx, sc, secret)
+		return cred, secret, err
+	}
+	key := org.AuthSecretKey()
 	raw, ok := secret.Data[key]
 	if !ok {
-		return salesforce.AuthURL{}, nil, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonSecretKeyNotFound,
+		return nil, nil, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonSecretKeyNotFound,
 			"Secret %q has no key %q: put the SFDX auth URL under %q, or set spec.authSecretRef.key to the key that holds it.",
 			name, key, key)
 	}
-	sc.secret = secret
 	cred, err := salesforce.ParseAuthURL(string(raw))
 	if err != nil {
-		return salesforce.AuthURL{}, nil, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonAuthURLInvalid,
+		return nil, nil, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonAuthURLInvalid,
 			"Secret %q key %q: %s", name, key, sentence(err))
 	}
 	if cred, err = r.restoreReverted(ctx, sc, cred); err != nil {
-		return cred, nil, err
+		return nil, nil, err
 	}
 	r.probeWritable(ctx, sc, sc.secret)
 	return cred, sc.secret, nil
+}
+
+// jwtCredential builds the JWT bearer credential from spec.jwt and its Secret. The login host
+// defaults by type (test.salesforce.com for sandboxes and scratch orgs), and so does the audience.
+func (r *SalesforceOrgReconciler) jwtCredential(ctx context.Context, sc *orgScope, secret *corev1.Secret) (salesforce.Credential, error) {
+	org, spec := sc.org, sc.org.Spec.JWT
+	key := spec.PrivateKeySecretRef.Key
+	if key == "" {
+		key = "tls.key"
+	}
+	pemBytes, ok := secret.Data[key]
+	if !ok {
+		return nil, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonSecretKeyNotFound,
+			"Secret %q has no key %q: put the connected app's private key (PEM) under %q, or set spec.jwt.privateKeySecretRef.key to the key that holds it.",
+			secret.Name, key, key)
+	}
+	if err := salesforce.CheckPrivateKey(pemBytes); err != nil {
+		return nil, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonAuthConfigInvalid,
+			"Secret %q key %q: %s", secret.Name, key, sentence(err))
+	}
+	clientID := spec.ClientID
+	if spec.ClientIDKey != "" {
+		v, ok := secret.Data[spec.ClientIDKey]
+		if !ok || strings.TrimSpace(string(v)) == "" {
+			return nil, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonSecretKeyNotFound,
+				"Secret %q has no key %q: put the connected app's consumer key under %q, or set spec.jwt.clientId.",
+				secret.Name, spec.ClientIDKey, spec.ClientIDKey)
+		}
+		clientID = strings.TrimSpace(string(v))
+	}
+	return salesforce.JWTBearer{
+		ConsumerKey:   clientID,
+		Username:      spec.Username,
+		PrivateKeyPEM: pemBytes,
+		Sandbox:       org.Spec.Type == sfv1.OrgTypeSandbox || org.Spec.Type == sfv1.OrgTypeScratch,
+		LoginURL:      spec.LoginURL,
+	}, nil
 }
 
 // credentialFailed records a credential that cannot be used as checked (for the Secret version
@@ -371,12 +457,16 @@ func (r *SalesforceOrgReconciler) credentialFailed(ctx context.Context, sc *orgS
 
 // check calls Salesforce (the client persists a rotation before it uses the new token) and
 // records the outcome.
-func (r *SalesforceOrgReconciler) check(ctx context.Context, sc *orgScope, cred salesforce.AuthURL, secretVersion string) (summary, time.Duration, error) {
+func (r *SalesforceOrgReconciler) check(ctx context.Context, sc *orgScope, cred salesforce.Credential, secretVersion string) (summary, time.Duration, error) {
 	org := sc.org
 	now := time.Now()
 	sc.mem.lastCred = cred
+	var persist salesforce.Persist
+	if a, ok := cred.(salesforce.AuthURL); ok {
+		persist = r.persistFor(sc, a) // only refresh tokens rotate
+	}
 	checkCtx, cancel := context.WithTimeout(ctx, r.checkTimeout())
-	res, err := r.Salesforce.CheckWith(checkCtx, cred, r.persistFor(sc, cred))
+	res, err := r.Salesforce.CheckWith(checkCtx, cred, persist)
 	cancel()
 	checkDuration.WithLabelValues(reasonOf(err)).Observe(time.Since(now).Seconds())
 	sc.checked = true
@@ -472,7 +562,7 @@ func (r *SalesforceOrgReconciler) summarise(ctx context.Context, sc *orgScope, a
 	if pin := org.Spec.OrgID; pin != "" && !sameOrgID(pin, org.Status.OrgID) {
 		return summary{}, 0, stall(after, sfv1.ReasonOrgIDChanged,
 			"The credential reaches org %s, but spec.orgId pins %s: a sandbox refresh gives a sandbox a new org id, or the auth URL is for another org. If the new org is right, set spec.orgId: %s; otherwise put the right auth URL in Secret %q.",
-			org.Status.OrgID, pin, org.Status.OrgID, org.Spec.AuthSecretRef.Name)
+			org.Status.OrgID, pin, org.Status.OrgID, org.CredentialSecret())
 	}
 	if want, found := org.Spec.Type, foundType(org); want != found {
 		return summary{}, 0, stall(after, sfv1.ReasonTypeMismatch,

@@ -395,6 +395,17 @@ func TestBadCredentialsStallWithAClearMessage(t *testing.T) {
 	if n := fakeSF.TotalCalls() - before; n != 0 {
 		t.Errorf("invalid credentials made %d calls to Salesforce", n)
 	}
+	// Each credential problem raised one Warning event, once: not one per reconcile.
+	waitHandled(t, ns, "malformed", requestCheck(t, ns, "malformed"))
+	waitHandled(t, ns, "malformed", requestCheck(t, ns, "malformed"))
+	for org, reason := range map[string]string{"nosecret": sfv1.ReasonSecretNotFound, "wrongkey": sfv1.ReasonSecretKeyNotFound, "malformed": sfv1.ReasonAuthURLInvalid} {
+		eventually(t, "a "+reason+" warning", func() string { return findEvent(t, ns, org, "Warning", reason) })
+		for _, e := range orgEvents(t, ns, org) {
+			if e.Reason == reason && e.Series != nil && e.Series.Count > 1 {
+				t.Errorf("%s: the %s warning was raised %d times", org, reason, e.Series.Count)
+			}
+		}
+	}
 	// Fixing the Secret reconnects at once.
 	fo := fakeSF.AddOrg(sftest.OrgSpec{Name: ns + "-fixed", Kind: sftest.Production})
 	putSecret(t, ns, "malformed-auth", fo.AuthURL()+"\n")

@@ -44,6 +44,9 @@ const (
 	ReasonSecretKeyNotFound = "SecretKeyNotFound"
 	// ReasonAuthURLInvalid: the Secret's value is not an SFDX auth URL.
 	ReasonAuthURLInvalid = "AuthURLInvalid"
+	// ReasonAuthConfigInvalid: a JWT configuration cannot be used (private key not PEM, encrypted,
+	// not RSA; no client id).
+	ReasonAuthConfigInvalid = "AuthConfigInvalid"
 	// ReasonHostNotAllowed: the auth URL points at a host outside Salesforce's domains and the allow-list.
 	ReasonHostNotAllowed = "HostNotAllowed"
 	// ReasonCredentialRejected: Salesforce refused the credential (revoked, expired, wrong client, inactive user).
@@ -84,6 +87,10 @@ const (
 	ReasonDuplicateDefaultDevHub = "DuplicateDefaultDevHub"
 	// ReasonDeletionBlocked: deletion waits until no Active PipelineStage maps to the org.
 	ReasonDeletionBlocked = "DeletionBlocked"
+	// ReasonDeletionDeferred: a refused deletion is remembered until no active stage holds the org.
+	ReasonDeletionDeferred = "DeletionDeferred"
+	// ReasonDeletionReplayed: the operator deleted an org whose deletion it had remembered.
+	ReasonDeletionReplayed = "DeletionReplayed"
 	// ReasonInUseWhileInactive: the org is Inactive while Active stages still map to it.
 	ReasonInUseWhileInactive = "InUseWhileInactive"
 

@@ -26,6 +26,11 @@ const DefaultAuthSecretKey = "sfdxAuthUrl"
 // admission webhook sets it and refuses any change to it.
 const CreatedByAnnotation = "salesforce.sfops.io/created-by"
 
+// DeletionRequestedAnnotation remembers a deletion that admission refused because active stages
+// held the org (its value is when). The operator deletes the org once no active stage holds it;
+// removing the annotation cancels that. Crossplane's Usage calls this deletion replay.
+const DeletionRequestedAnnotation = "salesforce.sfops.io/deletion-requested"
+
 // CredentialLabel marks a Secret as a Salesforce credential that SalesforceOrgs may use
 // ("true"). The operator sets it on the Secrets it writes itself (rotation records).
 const CredentialLabel = "salesforce.sfops.io/credential"
@@ -54,7 +59,77 @@ type SecretKeyReference struct {
 	Key string `json:"key,omitempty"`
 }
 
+// PrivateKeyReference points at the Secret (same namespace) holding a JWT private key.
+type PrivateKeyReference struct {
+	// name of the Secret, in the same namespace as the SalesforceOrg.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// key in the Secret's data whose value is the PEM private key (PKCS#1 or PKCS#8, unencrypted)
+	// whose certificate the connected app holds.
+	// +optional
+	// +kubebuilder:default="tls.key"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key,omitempty"`
+}
+
+// JWTAuth is the OAuth 2.0 JWT bearer flow, as `sf org login jwt` runs it: a connected app's
+// consumer key, a pre-authorised username and the private key whose certificate the app holds.
+// +kubebuilder:validation:XValidation:rule="has(self.clientId) != has(self.clientIdKey)",message="set exactly one of jwt.clientId (the connected app's consumer key) and jwt.clientIdKey (the key of privateKeySecretRef's Secret that holds it)"
+type JWTAuth struct {
+	// clientId is the connected app's consumer key.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	ClientID string `json:"clientId,omitempty"`
+
+	// clientIdKey names the key of privateKeySecretRef's Secret that holds the consumer key, for
+	// teams that treat it as secret.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	ClientIDKey string `json:"clientIdKey,omitempty"`
+
+	// username is the Salesforce username the connected app is pre-authorised for.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Username string `json:"username"`
+
+	// loginUrl is where the assertion is posted: https://login.salesforce.com by default,
+	// https://test.salesforce.com for a Sandbox or Scratch org, or the org's My Domain URL.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('https://')",message="jwt.loginUrl must be an https:// URL, such as https://login.salesforce.com or https://mydomain.my.salesforce.com"
+	LoginURL string `json:"loginUrl,omitempty"`
+
+	// privateKeySecretRef names the Secret (same namespace) and key holding the private key.
+	// +required
+	PrivateKeySecretRef PrivateKeyReference `json:"privateKeySecretRef"`
+}
+
+// CredentialSource says how an org authenticates.
+// +kubebuilder:validation:Enum=AuthURL;JWT;SandboxOf
+type CredentialSource string
+
+const (
+	// CredentialSourceAuthURL: an SFDX auth URL in a Secret (authSecretRef).
+	CredentialSourceAuthURL CredentialSource = "AuthURL"
+	// CredentialSourceJWT: the JWT bearer flow (jwt).
+	CredentialSourceJWT CredentialSource = "JWT"
+	// CredentialSourceSandboxOf: a sandbox authorised through its production org (sandboxOf).
+	CredentialSourceSandboxOf CredentialSource = "SandboxOf"
+)
+
 // SalesforceOrgSpec declares one connection to a Salesforce org.
+// +kubebuilder:validation:XValidation:rule="(has(self.authSecretRef) ? 1 : 0) + (has(self.jwt) ? 1 : 0) + (has(self.sandboxOf) ? 1 : 0) == 1",message="set exactly one credential source: authSecretRef (an SFDX auth URL in a Secret), jwt (a connected app's certificate and a username) or sandboxOf (a sandbox authorised through its production org)"
+// +kubebuilder:validation:XValidation:rule="!has(self.sandboxOf) || self.type == 'Sandbox'",message="sandboxOf is only for orgs of type Sandbox"
 // +kubebuilder:validation:XValidation:rule="!has(self.defaultDevHub) || !self.defaultDevHub || (has(self.devHub) && self.devHub)",message="defaultDevHub: true needs devHub: true; set devHub: true or remove defaultDevHub"
 // +kubebuilder:validation:XValidation:rule="!has(self.devHub) || !self.devHub || self.type in ['Production', 'DeveloperEdition']",message="devHub: true is only possible on a Production or DeveloperEdition org: Salesforce cannot enable Dev Hub in a sandbox or scratch org"
 type SalesforceOrgSpec struct {
@@ -63,8 +138,19 @@ type SalesforceOrgSpec struct {
 	Type OrgType `json:"type"`
 
 	// authSecretRef names the Secret (same namespace) and key holding the org's SFDX auth URL.
-	// +required
-	AuthSecretRef SecretKeyReference `json:"authSecretRef"`
+	// One of authSecretRef, jwt and sandboxOf.
+	// +optional
+	AuthSecretRef SecretKeyReference `json:"authSecretRef,omitzero"`
+
+	// jwt authenticates with the JWT bearer flow (a connected app's certificate), as CI users of
+	// `sf org login jwt` do. One of authSecretRef, jwt and sandboxOf.
+	// +optional
+	JWT *JWTAuth `json:"jwt,omitempty"`
+
+	// sandboxOf authorises a sandbox through its production org, as the Salesforce CLI does, so
+	// that a sandbox refresh needs no one to log in again. One of authSecretRef, jwt and sandboxOf.
+	// +optional
+	SandboxOf *SandboxOf `json:"sandboxOf,omitempty"`
 
 	// state Active (default) checks the org every checkInterval; Inactive keeps it declared without
 	// any call to Salesforce. An org mapped to an Active PipelineStage cannot be made Inactive.
@@ -89,8 +175,9 @@ type SalesforceOrgSpec struct {
 	// +optional
 	// +kubebuilder:default="10m"
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="checkInterval must be at least 1m"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')",message="checkInterval must be a duration such as 10m, 1h or 1h30m: a number and a unit (ms, s, m or h), without spaces"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self) >= duration('1m')",message="checkInterval must be at least 1m"
 	CheckInterval *metav1.Duration `json:"checkInterval,omitempty"`
 
 	// orgId pins the connection to one org (15 or 18 characters, starting with 00D). When set,
@@ -99,6 +186,21 @@ type SalesforceOrgSpec struct {
 	// +optional
 	// +kubebuilder:validation:Pattern=`^00D[a-zA-Z0-9]{12}([a-zA-Z0-9]{3})?$`
 	OrgID string `json:"orgId,omitempty"`
+}
+
+// SandboxOf names a sandbox's production org and the sandbox's name there.
+type SandboxOf struct {
+	// productionOrgRef names the production SalesforceOrg (same namespace), which must be Active
+	// and Connected.
+	// +required
+	ProductionOrgRef LocalObjectReference `json:"productionOrgRef"`
+
+	// sandboxName is the sandbox's name in the production org (the suffix of its usernames).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=10
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z][a-zA-Z0-9]*$`
+	SandboxName string `json:"sandboxName"`
 }
 
 // APIRequests is the org's daily REST API allowance.
@@ -123,6 +225,14 @@ type SalesforceOrgStatus struct {
 	// connection is the last known health of the connection.
 	// +optional
 	Connection ConnectionState `json:"connection,omitempty"`
+
+	// credentialSource is how the org authenticates: AuthURL, JWT or SandboxOf.
+	// +optional
+	CredentialSource CredentialSource `json:"credentialSource,omitempty"`
+
+	// sandboxAuthSecret names the Secret the operator owns that holds a sandboxOf org's credential.
+	// +optional
+	SandboxAuthSecret string `json:"sandboxAuthSecret,omitempty"`
 
 	// orgId is the 18-character id of the org the credential reached.
 	// +optional
@@ -206,10 +316,12 @@ type SalesforceOrgStatus struct {
 // +kubebuilder:printcolumn:name="Stages",type=integer,JSONPath=`.status.stageCount`,description="Number of pipeline stages mapped to the org"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Credential",type=string,JSONPath=`.status.credentialSource`,priority=1
 // +kubebuilder:printcolumn:name="Edition",type=string,JSONPath=`.status.edition`,priority=1
 // +kubebuilder:printcolumn:name="Username",type=string,JSONPath=`.status.username`,priority=1
 // +kubebuilder:printcolumn:name="Created By",type=string,JSONPath=`.metadata.annotations.salesforce\.sfops\.io/created-by`,priority=1
 // +kubebuilder:printcolumn:name="Last Check",type=date,JSONPath=`.status.lastCheckTime`,priority=1
+// +kubebuilder:printcolumn:name="Deletion Requested",type=string,JSONPath=`.metadata.annotations.salesforce\.sfops\.io/deletion-requested`,priority=1
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
 // +kubebuilder:selectablefield:JSONPath=`.spec.type`
 // +kubebuilder:selectablefield:JSONPath=`.spec.state`
@@ -245,6 +357,32 @@ func init() {
 
 // IsActive reports whether the org is meant to be checked.
 func (o *SalesforceOrg) IsActive() bool { return o.Spec.State != StateInactive }
+
+// Source is how the org authenticates, from its spec.
+func (o *SalesforceOrg) Source() CredentialSource {
+	switch {
+	case o.Spec.JWT != nil:
+		return CredentialSourceJWT
+	case o.Spec.SandboxOf != nil:
+		return CredentialSourceSandboxOf
+	}
+	return CredentialSourceAuthURL
+}
+
+// SandboxAuthSecretName is the Secret the operator owns for a sandboxOf org's credential.
+func (o *SalesforceOrg) SandboxAuthSecretName() string { return o.Name + "-sandbox-auth" }
+
+// CredentialSecret is the Secret the org's credential is read from: authSecretRef's, the JWT
+// private key's, or the operator's own Secret for a sandboxOf org.
+func (o *SalesforceOrg) CredentialSecret() string {
+	switch o.Source() {
+	case CredentialSourceJWT:
+		return o.Spec.JWT.PrivateKeySecretRef.Name
+	case CredentialSourceSandboxOf:
+		return o.SandboxAuthSecretName()
+	}
+	return o.Spec.AuthSecretRef.Name
+}
 
 // AuthSecretKey is the Secret key holding the auth URL, defaulted.
 func (o *SalesforceOrg) AuthSecretKey() string {

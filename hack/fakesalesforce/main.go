@@ -1,7 +1,7 @@
 // Command fakesalesforce runs the fake Salesforce of internal/salesforce/sftest on its own, for the
-// local demo: three demo orgs (a production org acme-prod, a sandbox acme-uat, and a
-// developer-edition DevHub acme-devhub) on one HTTPS address, with a CA the operator is told to
-// trust.
+// local demo: three demo orgs (a production org acme-prod, its sandbox acme-uat, and a
+// developer-edition DevHub acme-devhub; see sftest.AddDemoOrgs) on one HTTPS address, with a CA
+// the operator is told to trust.
 //
 // It prints the demo orgs' auth URLs: they are FAKE credentials, valid only against this process,
 // and printing them is the point. It must never be pointed at, or stand in for, a real org, and it
@@ -38,11 +38,7 @@ func run(addr, caFile, outDir string) error {
 	}
 	defer s.Close()
 
-	orgs := []*sftest.Org{
-		s.AddOrg(sftest.OrgSpec{Name: "acme-prod", Kind: sftest.Production, Username: "admin@acme-prod.example.com"}),
-		s.AddOrg(sftest.OrgSpec{Name: "acme-uat", Kind: sftest.Sandbox, Username: "admin@acme-prod.example.com.uat"}),
-		s.AddOrg(sftest.OrgSpec{Name: "acme-devhub", Kind: sftest.DeveloperEdition, DevHub: true, Username: "admin@acme-devhub.example.com"}),
-	}
+	orgs := sftest.AddDemoOrgs(s)
 
 	if caFile != "" {
 		if err := os.WriteFile(caFile, s.CACertPEM(), 0o644); err != nil {

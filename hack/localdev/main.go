@@ -14,11 +14,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -27,7 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
+	"github.com/sfops/salesforce-operator/internal/demo"
 	"github.com/sfops/salesforce-operator/internal/localenv"
 	"github.com/sfops/salesforce-operator/internal/operator"
 	"github.com/sfops/salesforce-operator/internal/salesforce/sftest"
@@ -44,7 +43,7 @@ func run() error {
 	var (
 		kubeconfigOut = flag.String("kubeconfig-out", "bin/localdev/kubeconfig", "Where to write the embedded control plane's kubeconfig.")
 		embedded      = flag.Bool("embedded", false, "Use the embedded control plane even when KUBECONFIG names a reachable cluster.")
-		demo          = flag.Bool("demo", true, "On the embedded control plane, start a fake Salesforce and a demo namespace.")
+		withDemo      = flag.Bool("demo", true, "On the embedded control plane, start a fake Salesforce and a demo namespace.")
 		fakeAddr      = flag.String("fake-salesforce-addr", "127.0.0.1:0", "Address of the demo's fake Salesforce.")
 		metricsAddr   = flag.String("metrics-bind-address", "127.0.0.1:8080", "Metrics endpoint of the operator.")
 		probeAddr     = flag.String("health-probe-bind-address", "127.0.0.1:8081", "Health probes of the operator.")
@@ -89,14 +88,20 @@ func run() error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	if err := os.WriteFile(path, env.KubeConfig, 0o600); err != nil {
+	kubeconfig := env.KubeConfig
+	if *withDemo {
+		if kubeconfig, err = demo.Kubeconfig(kubeconfig); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
 		return err
 	}
 	wh := env.WebhookInstallOptions
 	opts.EnableWebhooks = true
 	opts.WebhookHost, opts.WebhookPort, opts.WebhookCertDir = wh.LocalServingHost, wh.LocalServingPort, wh.LocalServingCertDir
 
-	if *demo {
+	if *withDemo {
 		fake, err := sftest.NewStandaloneServer(*fakeAddr)
 		if err != nil {
 			return fmt.Errorf("starting the fake Salesforce: %w", err)
@@ -106,14 +111,24 @@ func run() error {
 		opts.RootCAs = fake.CertPool()
 		opts.RetryBase = 2 * time.Second
 		go func() {
-			if err := seedDemo(ctx, cfg, fake); err != nil {
-				fmt.Fprintln(os.Stderr, "seeding the demo namespace:", err)
+			c, err := client.New(cfg, client.Options{Scheme: operator.Scheme})
+			if err == nil {
+				err = demo.Seed(ctx, c, fake)
 			}
+			if err == nil {
+				err = demo.WaitReady(ctx, c, 2*time.Minute)
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "seeding the demo namespace:", err)
+				return
+			}
+			// The README's "Start here" shows exactly these lines.
+			fmt.Printf("\nThe demo is up: namespace demo, three orgs Connected. In another terminal:\n\n"+
+				"  export KUBECONFIG=%s\n  kubectl get salesforce\n\nCtrl-C stops everything.\n\n", relative(path))
 		}()
+	} else {
+		fmt.Printf("\nThe operator is running on an embedded control plane: export KUBECONFIG=%s\n\n", relative(path))
 	}
-
-	fmt.Printf("\nThe operator is running on an embedded control plane. In another terminal:\n\n"+
-		"  export KUBECONFIG=%s\n  kubectl get salesforce -A\n  kubectl get sforg -n demo -o wide\n\nCtrl-C stops everything.\n\n", path)
 	return runManager(ctx, cfg, opts)
 }
 
@@ -147,52 +162,14 @@ func runManager(ctx context.Context, cfg *rest.Config, opts operator.Options) er
 	return nil
 }
 
-// seedDemo creates namespace "demo" with a production org, a sandbox, a Developer Edition Dev
-// Hub, an implementation and a pipeline stage, all connected to the fake Salesforce. It waits for
-// the webhooks to answer, since the manager starts alongside.
-func seedDemo(ctx context.Context, cfg *rest.Config, fake *sftest.Server) error {
-	c, err := client.New(cfg, client.Options{Scheme: operator.Scheme})
+// relative is path as $PWD/<path> when it is below the working directory, as the README prints it.
+func relative(path string) string {
+	wd, err := os.Getwd()
 	if err != nil {
-		return err
+		return path
 	}
-	prod := fake.AddOrg(sftest.OrgSpec{Name: "acme-prod", Kind: sftest.Production})
-	uat := fake.AddOrg(sftest.OrgSpec{Name: "acme-uat", Kind: sftest.Sandbox})
-	hub := fake.AddOrg(sftest.OrgSpec{Name: "acme-devhub", Kind: sftest.DeveloperEdition, DevHub: true})
-	const ns = "demo"
-	ref := func(n string) *sfv1.LocalObjectReference { return &sfv1.LocalObjectReference{Name: n} }
-	org := func(name string, typ sfv1.OrgType, impl *sfv1.LocalObjectReference, devHub bool) *sfv1.SalesforceOrg {
-		return &sfv1.SalesforceOrg{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: sfv1.SalesforceOrgSpec{
-			Type: typ, AuthSecretRef: sfv1.SecretKeyReference{Name: name + "-auth"}, ImplementationRef: impl,
-			DevHub: devHub, DefaultDevHub: devHub,
-		}}
+	if rel, err := filepath.Rel(wd, path); err == nil && !strings.HasPrefix(rel, "..") {
+		return "$PWD/" + rel
 	}
-	secret := func(name, authURL string) *corev1.Secret {
-		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-auth", Labels: map[string]string{sfv1.CredentialLabel: "true"}},
-			StringData: map[string]string{sfv1.DefaultAuthSecretKey: authURL}}
-	}
-	objs := []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
-		secret("acme-prod", prod.AuthURL()), secret("acme-uat", uat.AuthURL()), secret("acme-devhub", hub.AuthURL()),
-		&sfv1.SalesforceImplementation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"},
-			Spec: sfv1.SalesforceImplementationSpec{DisplayName: "Acme Sales Cloud", ProductionOrgRef: ref("acme-prod")}},
-		org("acme-prod", sfv1.OrgTypeProduction, ref("acme"), false),
-		org("acme-uat", sfv1.OrgTypeSandbox, ref("acme"), false),
-		org("acme-devhub", sfv1.OrgTypeDeveloperEdition, nil, true),
-		&sfv1.PipelineStage{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "release-uat"},
-			Spec: sfv1.PipelineStageSpec{Pipeline: "release", Order: 1, OrgRef: *ref("acme-uat"), Branch: "uat"}},
-	}
-	for _, o := range objs {
-		for attempt := 0; ; attempt++ {
-			err := c.Create(ctx, o)
-			if err == nil || attempt == 60 || ctx.Err() != nil {
-				if err != nil {
-					return fmt.Errorf("creating %s: %w", o.GetName(), err)
-				}
-				break
-			}
-			time.Sleep(500 * time.Millisecond) // the webhook server may not be up yet
-		}
-	}
-	fmt.Println("Demo namespace \"demo\" created: kubectl get salesforce -n demo")
-	return nil
+	return path
 }

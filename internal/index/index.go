@@ -19,7 +19,7 @@ import (
 const (
 	// StageOrgRef indexes PipelineStages by spec.orgRef.name.
 	StageOrgRef = "spec.orgRef.name"
-	// OrgAuthSecret indexes SalesforceOrgs by spec.authSecretRef.name (cache only).
+	// OrgAuthSecret indexes SalesforceOrgs by the Secret their credential is read from (cache only).
 	OrgAuthSecret = "spec.authSecretRef.name"
 	// OrgImplementation indexes SalesforceOrgs by spec.implementationRef.name.
 	OrgImplementation = "spec.implementationRef.name"
@@ -40,7 +40,7 @@ func Setup(ctx context.Context, fi client.FieldIndexer) error {
 			return []string{o.(*sfv1.PipelineStage).Spec.OrgRef.Name}
 		}},
 		{&sfv1.SalesforceOrg{}, OrgAuthSecret, func(o client.Object) []string {
-			return []string{o.(*sfv1.SalesforceOrg).Spec.AuthSecretRef.Name}
+			return []string{o.(*sfv1.SalesforceOrg).CredentialSecret()}
 		}},
 		{&sfv1.SalesforceOrg{}, OrgImplementation, func(o client.Object) []string {
 			if ref := o.(*sfv1.SalesforceOrg).Spec.ImplementationRef; ref != nil {

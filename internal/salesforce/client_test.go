@@ -571,7 +571,7 @@ func TestJWTBearer(t *testing.T) {
 
 	s.ResetCalls()
 	_, err := c.Check(context.Background(), salesforce.JWTBearer{ConsumerKey: key, Username: user, PrivateKeyPEM: []byte("not a key"), LoginURL: s.URL()})
-	wantError(t, err, salesforce.ReasonCredentialRejected, false)
+	wantError(t, err, salesforce.ReasonAuthConfigInvalid, false)
 	if s.TotalCalls() != 0 {
 		t.Fatalf("an unusable key still cost %d calls", s.TotalCalls())
 	}

@@ -157,7 +157,17 @@ func (j JWTBearer) cacheKey() string {
 func (j JWTBearer) secrets() []string { return nil }
 
 func jwtInvalid(msg string) *Error {
-	return &Error{Reason: ReasonCredentialRejected, Message: "the JWT bearer credential is unusable: " + msg}
+	return &Error{Reason: ReasonAuthConfigInvalid, Message: "the JWT bearer credential is unusable: " + msg}
+}
+
+// CheckPrivateKey says, as an *Error with ReasonAuthConfigInvalid, why a PEM private key cannot
+// sign a JWT bearer assertion (not PEM, encrypted, unreadable, not RSA), or nil.
+func CheckPrivateKey(pemBytes []byte) error {
+	_, err := parseRSAKey(pemBytes)
+	if err != nil {
+		return err
+	}
+	return nil
 }
 
 func (j JWTBearer) validate(c *Client) error {

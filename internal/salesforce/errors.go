@@ -32,6 +32,9 @@ const (
 	ReasonAPIDisabled Reason = "APIDisabled"
 	// ReasonOrgGone: the org no longer exists (deleted, or an expired scratch org).
 	ReasonOrgGone Reason = "OrgGone"
+	// ReasonAuthConfigInvalid: a JWT bearer credential cannot be used as given (no consumer key or
+	// username, a private key that is not PEM, encrypted, not RSA). Fix the configuration.
+	ReasonAuthConfigInvalid Reason = "AuthConfigInvalid"
 	// ReasonSecretUpdateFailed: Salesforce rotated the refresh token and the caller's Persist
 	// could not save it. The client keeps the new token and offers it to Persist again first.
 	ReasonSecretUpdateFailed Reason = "SecretUpdateFailed"

@@ -92,7 +92,9 @@ func (s *Server) attributeLocked(r *http.Request, ep string) *Org {
 		case "refresh_token":
 			return s.refresh[r.PostForm.Get("refresh_token")]
 		case "authorization_code":
-			return s.codes[r.PostForm.Get("code")]
+			if c := s.codes[r.PostForm.Get("code")]; c != nil {
+				return c.org
+			}
 		case jwtGrant:
 			if c, err := jws.Decode(r.PostForm.Get("assertion")); err == nil {
 				return s.apps[c.Iss]
@@ -108,6 +110,8 @@ func (s *Server) attributeLocked(r *http.Request, ep string) *Org {
 			return g.org
 		}
 		return nil
+	case "frontdoor":
+		return s.otps[r.URL.Query().Get("otp")]
 	}
 	if g := s.access[bearer(r)]; g != nil {
 		return g.org
@@ -115,7 +119,21 @@ func (s *Server) attributeLocked(r *http.Request, ep string) *Org {
 	return nil
 }
 
+// observeServed, when set (by this package's tests), sees the status of every answer.
+var observeServed func(ep string, status int)
+
 func (s *Server) routeLocked(r *http.Request, ep string, body []byte) reply {
+	rp, broken := s.brokenReplyLocked(ep)
+	if !broken {
+		rp = s.answerLocked(r, ep, body)
+	}
+	if observeServed != nil {
+		observeServed(ep, rp.status)
+	}
+	return rp
+}
+
+func (s *Server) answerLocked(r *http.Request, ep string, body []byte) reply {
 	switch ep {
 	case "token":
 		if r.Method != http.MethodPost {
@@ -124,6 +142,12 @@ func (s *Server) routeLocked(r *http.Request, ep string, body []byte) reply {
 		return s.tokenLocked(r)
 	case "revoke":
 		return s.revokeLocked(r)
+	case "authorize":
+		return s.authorizeLocked(r, body)
+	case "singleaccess":
+		return s.singleAccessLocked(r)
+	case "frontdoor":
+		return s.frontdoorLocked(r)
 	case "userinfo":
 		return s.userinfoLocked(r)
 	case "identity":
@@ -143,9 +167,12 @@ func (s *Server) routeLocked(r *http.Request, ep string, body []byte) reply {
 	if !ok {
 		return rp
 	}
-	if ep == "composite" {
+	switch ep {
+	case "composite":
 		rp = s.compositeLocked(o, version, r.Method, body)
-	} else {
+	case "sandboxAuth":
+		rp = s.sandboxAuthLocked(o, r.Method, body)
+	default:
 		rp = s.restLocked(o, ep, version, r.Method, r.URL)
 	}
 	rp.set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d", o.apiUsed, o.spec.DailyAPIMax))
@@ -212,21 +239,7 @@ func (s *Server) tokenLocked(r *http.Request) reply {
 		}
 		return s.tokenReplyLocked(o, newRefresh, "refresh_token api web id")
 	case "authorization_code":
-		o := s.codes[f.Get("code")]
-		delete(s.codes, f.Get("code"))
-		switch {
-		case o == nil:
-			return oauthErrorReply("invalid_grant", "invalid authorization code")
-		case o.deleted:
-			return orgGoneReply()
-		}
-		if rp, ok := o.checkClientLocked(f); !ok {
-			return rp
-		}
-		if rp, ok := o.checkLoginLocked(); !ok {
-			return rp
-		}
-		return s.tokenReplyLocked(o, o.newRefreshTokenLocked(), "refresh_token api web id")
+		return s.authorizationCodeGrantLocked(f)
 	case jwtGrant:
 		return s.jwtLocked(f.Get("assertion"))
 	}
@@ -271,13 +284,18 @@ func (s *Server) jwtLocked(assertion string) reply {
 	if o.spec.Kind == Sandbox || o.spec.Kind == Scratch {
 		aud = "https://test.salesforce.com"
 	}
-	now := time.Now().Unix()
-	switch {
-	case claims.Aud != aud && claims.Aud != s.URL():
+	// Salesforce takes the audience with or without a trailing slash (the CLI sends one), and an
+	// exp in milliseconds (the CLI's), allowing a few minutes of clock skew.
+	exp, now := claims.Exp, time.Now().Unix()
+	if exp > 1e11 {
+		exp /= 1000
+	}
+	switch got := strings.TrimSuffix(claims.Aud, "/"); {
+	case got != aud && got != s.URL():
 		return oauthErrorReply("invalid_grant", "audience is invalid")
-	case claims.Exp < now:
+	case exp < now-3*60:
 		return oauthErrorReply("invalid_grant", "expired authorization code")
-	case claims.Exp > now+10*60:
+	case exp > now+10*60:
 		return oauthErrorReply("invalid_grant", "invalid assertion")
 	case !strings.EqualFold(claims.Sub, o.spec.Username):
 		return oauthErrorReply("invalid_grant", "user hasn't approved this consumer")
@@ -495,7 +513,9 @@ func (s *Server) restLocked(o *Org, ep, version, method string, u *url.URL) repl
 	case "resources":
 		return s.resourcesLocked(o, version)
 	case "query":
-		return s.queryLocked(o, version, u.Query().Get("q"))
+		return s.runQueryLocked(o, version, u.Query().Get("q"), u.Query().Get("columns") == "true", restObjects)
+	case "tooling-query":
+		return s.runQueryLocked(o, version, u.Query().Get("q"), u.Query().Get("columns") == "true", toolingObjects)
 	case "limits":
 		return limitsReply(o)
 	case "user":
@@ -543,48 +563,7 @@ func scratchLimit(o *Org, n int64) int64 {
 	return 0
 }
 
-var soql = regexp.MustCompile(`(?is)^\s*SELECT\s+(.+?)\s+FROM\s+(\w+)\s*(?:LIMIT\s+(\d+))?\s*$`)
-
 const sobjectNotSupported = "sObject type '%s' is not supported."
-
-func (s *Server) queryLocked(o *Org, version, q string) reply {
-	if q == "" {
-		return restErrorReply(http.StatusBadRequest, "MALFORMED_QUERY", "A query string has to be specified")
-	}
-	m := soql.FindStringSubmatch(q)
-	if m == nil {
-		return restErrorReply(http.StatusBadRequest, "MALFORMED_QUERY", "unexpected token: '"+firstWord(q)+"'")
-	}
-	fields := strings.Split(m[1], ",")
-	switch strings.ToLower(m[2]) {
-	case "organization":
-		rec := s.organizationRecordLocked(o)
-		row := obj{{"attributes", obj{{"type", "Organization"}, {"url", "/services/data/v" + version + "/sobjects/Organization/" + o.orgID}}}}
-		for _, f := range fields {
-			name, v, ok := lookupField(rec, strings.TrimSpace(f))
-			if !ok {
-				return restErrorReply(http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("No such column '%s' on entity 'Organization'. "+
-					"If you are attempting to use a custom field, be sure to append the '__c' after the custom field name.", strings.TrimSpace(f)))
-			}
-			row = append(row, kv{name, v})
-		}
-		return jsonReply(http.StatusOK, obj{{"totalSize", 1}, {"done", true}, {"records", []obj{row}}})
-	case "scratchorginfo":
-		if !o.spec.DevHub {
-			return restErrorReply(http.StatusBadRequest, "INVALID_TYPE", fmt.Sprintf(sobjectNotSupported, m[2]))
-		}
-		return jsonReply(http.StatusOK, obj{{"totalSize", 0}, {"done", true}, {"records", []obj{}}})
-	}
-	return restErrorReply(http.StatusBadRequest, "INVALID_TYPE", fmt.Sprintf(sobjectNotSupported, m[2]))
-}
-
-func firstWord(s string) string {
-	f := strings.Fields(s)
-	if len(f) == 0 {
-		return ""
-	}
-	return f[0]
-}
 
 func lookupField(rec obj, name string) (string, any, bool) {
 	for _, e := range rec {

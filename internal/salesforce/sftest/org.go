@@ -26,7 +26,9 @@ const (
 // Username "admin@<name>.example.com"; Edition by kind ("Enterprise Edition", or "Developer
 // Edition" for DeveloperEdition and Scratch); ClientID "PlatformCLI" with no secret (the CLI's
 // own app); DailyAPIMax by kind (100000 production, 5000000 sandbox, 15000 otherwise);
-// TrialExpirationDate in 7 days for scratch orgs (and only for them).
+// TrialExpirationDate in 7 days for scratch orgs (and only for them); CallbackURL the CLI's
+// (http://localhost:1717/OauthRedirect); for a sandbox, SandboxName its name lower-cased to
+// letters and digits (at most 10).
 type OrgSpec struct {
 	Name                string
 	Kind                OrgKind
@@ -39,6 +41,12 @@ type OrgSpec struct {
 	DailyAPIMax         int64
 	InstanceName        string
 	TrialExpirationDate time.Time
+	// CallbackURL is the connected app's callback: the only redirect_uri its web login accepts.
+	CallbackURL string
+	// Production is the org a sandbox was copied from: its Tooling API lists the sandbox
+	// (SandboxProcess) and authorizes its user (sandboxAuth). Only for Kind Sandbox.
+	Production  *Org
+	SandboxName string
 }
 
 // Org is one fake org. Its methods are safe for concurrent use.
@@ -62,6 +70,11 @@ type Org struct {
 	consumerKey      string
 	jwtKey           *rsa.PrivateKey
 	failAlways       FailMode
+	password         string // for the web login form
+	webLoginDenied   bool
+	activating       bool   // a sandbox whose copy is done but whose user cannot log in yet
+	sandboxInfoID    string // a sandbox's SandboxInfo and SandboxProcess ids
+	sandboxProcessID string
 }
 
 // AddOrg creates an org with one valid refresh token (see AuthURL).
@@ -106,7 +119,17 @@ func (s *Server) AddOrg(spec OrgSpec) *Org {
 	if spec.Kind != Scratch {
 		spec.TrialExpirationDate = time.Time{}
 	}
-	o := &Org{s: s, spec: spec, orgID: newID("00D"), userID: newID("005"), valid: map[string]bool{}}
+	if spec.CallbackURL == "" {
+		spec.CallbackURL = DefaultCallbackURL
+	}
+	if spec.Kind != Sandbox {
+		spec.Production, spec.SandboxName = nil, ""
+	} else if spec.SandboxName == "" {
+		spec.SandboxName = sandboxName(spec.Name)
+	}
+	o := &Org{s: s, spec: spec, orgID: newID("00D"), userID: newID("005"), valid: map[string]bool{},
+		password: randomToken(12), sandboxInfoID: newID("0GQ"), sandboxProcessID: newID("0GR")}
+	s.issued = append(s.issued, o.password)
 	if spec.ClientSecret != "" {
 		s.issued = append(s.issued, spec.ClientSecret)
 	}
@@ -227,14 +250,15 @@ func (o *Org) Reauthorize() string {
 	return o.AuthURL()
 }
 
-// AuthorizationCode issues a one-time code for the authorization_code grant (as the web login
-// flow would, PKCE not checked); exchanging it yields a new refresh token that becomes current.
+// AuthorizationCode issues a one-time code for the authorization_code grant, bound to no client,
+// redirect URI or PKCE challenge (the web login of Password and the authorize endpoint issues
+// bound ones); exchanging it yields a new refresh token that becomes current.
 func (o *Org) AuthorizationCode() string {
 	o.s.mu.Lock()
 	defer o.s.mu.Unlock()
 	c := randomToken(32)
 	o.s.issued = append(o.s.issued, c)
-	o.s.codes[c] = o
+	o.s.codes[c] = &authCode{org: o}
 	return c
 }
 
@@ -373,4 +397,15 @@ func (o *Org) locked(f func()) {
 	o.s.mu.Lock()
 	defer o.s.mu.Unlock()
 	f()
+}
+
+// AddDemoOrgs adds the demo orgs of hack/fakesalesforce and hack/fidelity: a production org
+// acme-prod, its sandbox acme-uat (sandbox name uat), and a developer-edition DevHub acme-devhub.
+func AddDemoOrgs(s *Server) []*Org {
+	prod := s.AddOrg(OrgSpec{Name: "acme-prod", Kind: Production, Username: "admin@acme-prod.example.com"})
+	return []*Org{
+		prod,
+		s.AddOrg(OrgSpec{Name: "acme-uat", Kind: Sandbox, Username: "admin@acme-prod.example.com.uat", Production: prod, SandboxName: "uat"}),
+		s.AddOrg(OrgSpec{Name: "acme-devhub", Kind: DeveloperEdition, DevHub: true, Username: "admin@acme-devhub.example.com"}),
+	}
 }

@@ -71,8 +71,10 @@ type Server struct {
 	orgs     []*Org
 	refresh  map[string]*Org // every refresh token ever issued
 	access   map[string]*accessGrant
-	codes    map[string]*Org // unused authorization codes
-	apps     map[string]*Org // JWT consumer key
+	codes    map[string]*authCode // unused authorization codes
+	otps     map[string]*Org      // unused frontdoor links (singleaccess)
+	broken   map[string]FailMode  // FailEndpoint
+	apps     map[string]*Org      // JWT consumer key
 	calls    map[string]int
 	total    int
 	perOrg   map[*Org]int
@@ -100,14 +102,15 @@ func NewServer(t testing.TB) *Server {
 }
 
 // NewStandaloneServer starts a fake Salesforce on addr (such as 127.0.0.1:8443) with a fresh CA
-// and a certificate for that address, localhost, 127.0.0.1 and ::1. The caller must Close it.
-func NewStandaloneServer(addr string) (*Server, error) {
+// and a certificate for that address, localhost, 127.0.0.1, ::1 and dnsNames (host names the
+// caller maps to addr, for orgs given such an instance URL). The caller must Close it.
+func NewStandaloneServer(addr string, dnsNames ...string) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	host, _, _ := net.SplitHostPort(ln.Addr().String())
-	caPEM, leaf, err := newCertificates(host)
+	caPEM, leaf, err := newCertificates(host, dnsNames)
 	if err != nil {
 		_ = ln.Close()
 		return nil, err
@@ -118,7 +121,9 @@ func NewStandaloneServer(addr string) (*Server, error) {
 		done:    make(chan struct{}),
 		refresh: map[string]*Org{},
 		access:  map[string]*accessGrant{},
-		codes:   map[string]*Org{},
+		codes:   map[string]*authCode{},
+		otps:    map[string]*Org{},
+		broken:  map[string]FailMode{},
 		apps:    map[string]*Org{},
 		calls:   map[string]int{},
 		perOrg:  map[*Org]int{},
@@ -181,9 +186,8 @@ func (s *Server) SetSlowDelay(d time.Duration) {
 	s.slow = d
 }
 
-// Calls is the number of HTTP requests received for endpoint since the last ResetCalls:
-// "token", "revoke", "userinfo", "identity", "versions", "resources", "query", "composite",
-// "limits", "user", or "other". The subrequests of a composite call are not HTTP requests and
+// Calls is the number of HTTP requests received for endpoint since the last ResetCalls: the
+// Name of one of Endpoints, or "other". The subrequests of a composite call are not HTTP requests and
 // are not counted.
 func (s *Server) Calls(endpoint string) int {
 	s.mu.Lock()
@@ -292,39 +296,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rp.write(w)
 }
 
-// endpointOf names the endpoint of a path, as counted by Calls.
-func endpointOf(p string) string {
-	p = strings.TrimSuffix(p, "/")
-	switch {
-	case p == "/services/oauth2/token":
-		return "token"
-	case p == "/services/oauth2/revoke":
-		return "revoke"
-	case p == "/services/oauth2/userinfo":
-		return "userinfo"
-	case strings.HasPrefix(p, "/id/"):
-		return "identity"
-	case p == "/services/data":
-		return "versions"
-	case !strings.HasPrefix(p, "/services/data/v"):
-		return "other"
-	}
-	parts := strings.Split(strings.TrimPrefix(p, "/services/data/"), "/")
-	switch {
-	case len(parts) == 1:
-		return "resources"
-	case len(parts) == 2 && parts[1] == "query":
-		return "query"
-	case len(parts) == 2 && parts[1] == "composite":
-		return "composite"
-	case len(parts) == 2 && parts[1] == "limits":
-		return "limits"
-	case len(parts) == 4 && parts[1] == "sobjects" && parts[2] == "User":
-		return "user"
-	}
-	return "other"
-}
-
 // reply is an answer computed under the lock and written after it.
 type reply struct {
 	status int
@@ -364,8 +335,9 @@ func orgGoneReply() reply {
 	return reply{status: http.StatusNotFound, ctype: "text/html;charset=UTF-8", body: []byte(dataNotAvailablePage)}
 }
 
-// newCertificates makes a CA and a server certificate for host, localhost, 127.0.0.1 and ::1.
-func newCertificates(host string) (caPEM []byte, leaf tls.Certificate, err error) {
+// newCertificates makes a CA and a server certificate for host, localhost, 127.0.0.1, ::1 and
+// dnsNames.
+func newCertificates(host string, dnsNames []string) (caPEM []byte, leaf tls.Certificate, err error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, tls.Certificate{}, err
@@ -399,7 +371,7 @@ func newCertificates(host string) (caPEM []byte, leaf tls.Certificate, err error
 		NotAfter:     now.Add(365 * 24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
+		DNSNames:     append([]string{"localhost"}, dnsNames...),
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
 	if ip := net.ParseIP(host); ip != nil {

@@ -20,18 +20,26 @@ type answer struct {
 
 func do(t *testing.T, s *Server, method, path, token string, form url.Values) answer {
 	t.Helper()
+	if form == nil {
+		return doRaw(t, s, method, path, token, "", "")
+	}
+	return doRaw(t, s, method, path, token, "application/x-www-form-urlencoded", form.Encode())
+}
+
+func doRaw(t *testing.T, s *Server, method, path, token, ctype, body string) answer {
+	t.Helper()
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.CertPool()}},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
+	var r io.Reader
+	if ctype != "" {
+		r = strings.NewReader(body)
 	}
-	req, err := http.NewRequest(method, s.URL()+path, body)
+	req, err := http.NewRequest(method, s.URL()+path, r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -116,7 +124,7 @@ func TestTokenEndpoint(t *testing.T) {
 	if again.status != 400 {
 		t.Error("a code must be single-use")
 	}
-	if got := len(s.IssuedSecrets()); got != 7 { // 3 refresh tokens (initial, rotated, from the code), 3 access tokens, 1 code
+	if got := len(s.IssuedSecrets()); got != 8 { // 3 refresh tokens (initial, rotated, from the code), 3 access tokens, 1 code, 1 password
 		t.Errorf("IssuedSecrets: %d", got)
 	}
 	if s.CallsFor(o) < 4 || s.Calls("token") != 6 {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"time"
 
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -12,6 +13,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -24,9 +26,10 @@ import (
 // +kubebuilder:webhook:path=/mutate-salesforce-sfops-io-v1alpha1-salesforceorg,mutating=true,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=salesforceorgs,verbs=create;update,versions=v1alpha1,name=msalesforceorg-v1alpha1.sfops.io,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"not-a-metadata-only-update","expression":"request.operation != 'UPDATE' || object.spec != oldObject.spec || (has(object.metadata.annotations) ? object.metadata.annotations : {}) != (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})"}]}`
 
 // CreatedByHandler records who created a SalesforceOrg. On create it overwrites whatever the
-// request carried (so it cannot be forged); on update it restores the record if the request
-// dropped it (kubectl replace, an apply of a manifest without it), and the validator refuses any
-// other change. It reads and patches metadata only, so a malformed spec still reaches schema
+// request carried (so it cannot be forged); on update it restores the stored record whenever the
+// request dropped or changed it (kubectl replace, an apply of a manifest exported with
+// `kubectl get -o yaml` and committed to Git), so such applies succeed and the record still never
+// changes. The validator refuses a change that got past this (the webhook bypassed). It reads and patches metadata only, so a malformed spec still reaches schema
 // validation and gets its message from there.
 type CreatedByHandler struct{}
 
@@ -43,9 +46,9 @@ func (h *CreatedByHandler) Handle(_ context.Context, req admission.Request) admi
 	case admissionv1.Update:
 		var old metav1.PartialObjectMetadata
 		if err := json.Unmarshal(req.OldObject.Raw, &old); err == nil {
-			_, has := obj.Annotations[sfv1.CreatedByAnnotation]
+			got, has := obj.Annotations[sfv1.CreatedByAnnotation]
 			want, set = old.Annotations[sfv1.CreatedByAnnotation]
-			set = set && !has
+			set = set && (!has || got != want)
 		}
 	}
 	if !set {
@@ -64,7 +67,7 @@ func (h *CreatedByHandler) Handle(_ context.Context, req admission.Request) admi
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 
-// +kubebuilder:webhook:path=/validate-salesforce-sfops-io-v1alpha1-salesforceorg,mutating=false,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=salesforceorgs,verbs=create;update;delete,versions=v1alpha1,name=vsalesforceorg-v1alpha1.sfops.io,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"not-a-metadata-only-update","expression":"request.operation != 'UPDATE' || object.spec != oldObject.spec || (has(object.metadata.annotations) ? object.metadata.annotations : {}) != (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})"}]}`
+// +kubebuilder:webhook:path=/validate-salesforce-sfops-io-v1alpha1-salesforceorg,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=salesforce.sfops.io,resources=salesforceorgs,verbs=create;update;delete,versions=v1alpha1,name=vsalesforceorg-v1alpha1.sfops.io,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"not-a-metadata-only-update","expression":"request.operation != 'UPDATE' || object.spec != oldObject.spec || (has(object.metadata.annotations) ? object.metadata.annotations : {}) != (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})"}]}`
 
 // OrgValidator refuses what would break an org's users or the namespace's uniqueness rules, and
 // a credential Secret the requester may not use herself.
@@ -83,10 +86,26 @@ func (v *OrgValidator) ValidateCreate(ctx context.Context, org *sfv1.SalesforceO
 	return nil, v.uniqueness(ctx, org, nil)
 }
 
-// secretVerbs are what the operator does with an org's Secret on its behalf: read it, and write
-// a rotated refresh token back. Whoever names the Secret must be allowed both herself, or the
-// operator would be her confused deputy.
-var secretVerbs = []string{"get", "update"}
+// secretVerbs are what the operator does with an org's Secret on its behalf: read it, and, for an
+// auth URL, write a rotated refresh token back. Whoever names the Secret must be allowed the same
+// herself, or the operator would be her confused deputy. A sandboxOf org names no Secret.
+func secretVerbs(org *sfv1.SalesforceOrg) []string {
+	switch org.Source() {
+	case sfv1.CredentialSourceJWT:
+		return []string{"get"}
+	case sfv1.CredentialSourceSandboxOf:
+		return nil
+	}
+	return []string{"get", "update"}
+}
+
+// secretField is the path of the field that names the org's Secret.
+func secretField(org *sfv1.SalesforceOrg) *field.Path {
+	if org.Source() == sfv1.CredentialSourceJWT {
+		return field.NewPath("spec", "jwt", "privateKeySecretRef", "name")
+	}
+	return field.NewPath("spec", "authSecretRef", "name")
+}
 
 // mayUseSecret refuses naming a Secret the requesting user may not get and update herself.
 func (v *OrgValidator) mayUseSecret(ctx context.Context, org *sfv1.SalesforceOrg) error {
@@ -102,8 +121,8 @@ func (v *OrgValidator) mayUseSecret(ctx context.Context, org *sfv1.SalesforceOrg
 	for k, vals := range u.Extra {
 		extra[k] = authorizationv1.ExtraValue(vals)
 	}
-	name := org.Spec.AuthSecretRef.Name
-	for _, verb := range secretVerbs {
+	name := org.CredentialSecret()
+	for _, verb := range secretVerbs(org) {
 		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 			User: u.Username, UID: u.UID, Groups: u.Groups, Extra: extra,
 			ResourceAttributes: &authorizationv1.ResourceAttributes{
@@ -115,7 +134,7 @@ func (v *OrgValidator) mayUseSecret(ctx context.Context, org *sfv1.SalesforceOrg
 		}
 		if !sar.Status.Allowed {
 			return apierrors.NewForbidden(sfv1.GroupVersion.WithResource("salesforceorgs").GroupResource(), org.Name,
-				field.Forbidden(field.NewPath("spec", "authSecretRef", "name"), fmt.Sprintf(
+				field.Forbidden(secretField(org), fmt.Sprintf(
 					"%s may not %s Secret %q in namespace %q, and the operator would %s it on your behalf; name a Secret you may get and update yourself, or ask for access to it",
 					u.Username, verb, name, org.Namespace, map[string]string{"get": "read", "update": "write a rotated refresh token to"}[verb])))
 		}
@@ -126,7 +145,7 @@ func (v *OrgValidator) mayUseSecret(ctx context.Context, org *sfv1.SalesforceOrg
 // ValidateUpdate refuses Active → Inactive while Active stages map to the org, and any change to
 // the created-by record, besides the uniqueness rules.
 func (v *OrgValidator) ValidateUpdate(ctx context.Context, old, org *sfv1.SalesforceOrg) (admission.Warnings, error) {
-	if old.Spec.AuthSecretRef.Name != org.Spec.AuthSecretRef.Name {
+	if old.CredentialSecret() != org.CredentialSecret() {
 		if err := v.mayUseSecret(ctx, org); err != nil {
 			return nil, err
 		}
@@ -159,9 +178,32 @@ func (v *OrgValidator) ValidateDelete(ctx context.Context, org *sfv1.SalesforceO
 	if len(stages) == 0 || namespaceTerminating(ctx, v.Reader, org.Namespace) {
 		return nil, nil
 	}
-	return nil, inUse(org.Name, fmt.Sprintf(
+	msg := fmt.Sprintf(
 		"SalesforceOrg %q cannot be deleted: it is mapped to active pipeline stages %s. Remove it from those stages, or set them Inactive, first.",
-		org.Name, index.StageNames(stages)))
+		org.Name, index.StageNames(stages))
+	if v.rememberDeletion(ctx, org) {
+		msg += fmt.Sprintf(" The deletion is remembered: the operator deletes the org as soon as no active stage holds it (remove the annotation %s to cancel).",
+			sfv1.DeletionRequestedAnnotation)
+	}
+	return nil, inUse(org.Name, msg)
+}
+
+// rememberDeletion records a refused deletion on the org (deletion replay), unless the request
+// is a dry run. It reports whether the record is there.
+func (v *OrgValidator) rememberDeletion(ctx context.Context, org *sfv1.SalesforceOrg) bool {
+	if v.Access == nil {
+		return false
+	}
+	if _, ok := org.Annotations[sfv1.DeletionRequestedAnnotation]; ok {
+		return true
+	}
+	if req, err := admission.RequestFromContext(ctx); err != nil || (req.DryRun != nil && *req.DryRun) {
+		return false
+	}
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, sfv1.DeletionRequestedAnnotation, time.Now().UTC().Format(time.RFC3339))
+	err := v.Access.Patch(ctx, &sfv1.SalesforceOrg{ObjectMeta: metav1.ObjectMeta{Namespace: org.Namespace, Name: org.Name}},
+		client.RawPatch(types.MergePatchType, []byte(patch)))
+	return err == nil
 }
 
 // uniqueness: at most one default Dev Hub per namespace, at most one Production org per implementation.

@@ -1,0 +1,115 @@
+// Package demo seeds the namespace that `make run` shows on its embedded control plane, and that
+// the README's tour runs against: a production org, a sandbox, a Developer Edition Dev Hub, an
+// implementation and a pipeline stage, all connected to the fake Salesforce. The tour test seeds
+// the same objects, so the README stays true. It is never part of a deployed operator.
+package demo
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
+	"github.com/sfops/salesforce-operator/internal/salesforce/sftest"
+)
+
+// Namespace is where the demo lives; the demo kubeconfig makes it the current namespace.
+const Namespace = "demo"
+
+// Orgs are the demo's SalesforceOrgs.
+var Orgs = []string{"acme-prod", "acme-uat", "acme-devhub"}
+
+// Seed creates the demo namespace and its objects, retrying while the webhooks come up.
+func Seed(ctx context.Context, c client.Client, fake *sftest.Server) error {
+	prod := fake.AddOrg(sftest.OrgSpec{Name: "acme-prod", Kind: sftest.Production})
+	uat := fake.AddOrg(sftest.OrgSpec{Name: "acme-uat", Kind: sftest.Sandbox})
+	hub := fake.AddOrg(sftest.OrgSpec{Name: "acme-devhub", Kind: sftest.DeveloperEdition, DevHub: true})
+	ns := Namespace
+	ref := func(n string) *sfv1.LocalObjectReference { return &sfv1.LocalObjectReference{Name: n} }
+	org := func(name string, typ sfv1.OrgType, impl *sfv1.LocalObjectReference, devHub bool) *sfv1.SalesforceOrg {
+		return &sfv1.SalesforceOrg{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: sfv1.SalesforceOrgSpec{
+			Type: typ, AuthSecretRef: sfv1.SecretKeyReference{Name: name + "-auth"}, ImplementationRef: impl,
+			DevHub: devHub, DefaultDevHub: devHub,
+		}}
+	}
+	secret := func(name, authURL string) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-auth", Labels: map[string]string{sfv1.CredentialLabel: "true"}},
+			StringData: map[string]string{sfv1.DefaultAuthSecretKey: authURL}}
+	}
+	objs := []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+		secret("acme-prod", prod.AuthURL()), secret("acme-uat", uat.AuthURL()), secret("acme-devhub", hub.AuthURL()),
+		&sfv1.SalesforceImplementation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"},
+			Spec: sfv1.SalesforceImplementationSpec{DisplayName: "Acme Sales Cloud", ProductionOrgRef: ref("acme-prod")}},
+		org("acme-prod", sfv1.OrgTypeProduction, ref("acme"), false),
+		org("acme-uat", sfv1.OrgTypeSandbox, ref("acme"), false),
+		org("acme-devhub", sfv1.OrgTypeDeveloperEdition, nil, true),
+		&sfv1.PipelineStage{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "release-uat"},
+			Spec: sfv1.PipelineStageSpec{Pipeline: "release", Order: 1, OrgRef: *ref("acme-uat"), Branch: "uat"}},
+	}
+	for _, o := range objs {
+		for attempt := 0; ; attempt++ {
+			err := c.Create(ctx, o)
+			if err == nil || attempt == 60 || ctx.Err() != nil {
+				if err != nil {
+					return fmt.Errorf("creating %s: %w", o.GetName(), err)
+				}
+				break
+			}
+			time.Sleep(500 * time.Millisecond) // the webhook server may not be up yet
+		}
+	}
+	return nil
+}
+
+// WaitReady waits until every demo org, the stage and the implementation are Ready.
+func WaitReady(ctx context.Context, c client.Client, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	objs := []client.Object{&sfv1.PipelineStage{ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: "release-uat"}},
+		&sfv1.SalesforceImplementation{ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: "acme"}}}
+	for _, name := range Orgs {
+		objs = append(objs, &sfv1.SalesforceOrg{ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: name}})
+	}
+	for _, o := range objs {
+		for {
+			err := c.Get(ctx, client.ObjectKeyFromObject(o), o)
+			if err == nil && ready(o) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%T %s is not Ready: %w", o, o.GetName(), ctx.Err())
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+func ready(o client.Object) bool {
+	type conditioned interface {
+		GetConditions() []metav1.Condition
+	}
+	c := meta.FindStatusCondition(o.(conditioned).GetConditions(), sfv1.ConditionReady)
+	return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == o.GetGeneration()
+}
+
+// Kubeconfig is raw with the demo namespace as its current context's namespace, so that the
+// README's commands work as pasted, without -n.
+func Kubeconfig(raw []byte) ([]byte, error) {
+	cfg, err := clientcmd.Load(raw)
+	if err != nil {
+		return nil, err
+	}
+	if ctx := cfg.Contexts[cfg.CurrentContext]; ctx != nil {
+		ctx.Namespace = Namespace
+	}
+	return clientcmd.Write(*cfg)
+}
