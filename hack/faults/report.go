@@ -155,6 +155,7 @@ func (r *Report) Markdown() string {
 		} else {
 			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", seconds(h.LeaderExited), seconds(h.Acquired), seconds(h.Handled), seconds(h.Limit))
 		}
+		b.WriteString("\n(The standby tries every 5–11 s: client-go stretches the retry period by a random 0–120 %.)\n")
 	}
 	if len(r.LeakingLogs) > 0 {
 		fmt.Fprintf(&b, "\nA token the fake issued appears in these manager logs: %s\n", strings.Join(r.LeakingLogs, ", "))
