@@ -9,7 +9,8 @@ import (
 )
 
 // TestRotationSurvivesManagerStops is the short version of `make test-faults`: 3 trials per
-// cell instead of 40, and the revert cases.
+// cell instead of 40, and the revert cases; not the leader-election cases, which take over a
+// minute.
 func TestRotationSurvivesManagerStops(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the fault-injection test starts a control plane and restarts the manager a few dozen times; `make test-faults` runs the full version")
@@ -20,7 +21,7 @@ func TestRotationSurvivesManagerStops(t *testing.T) {
 	}
 	cfg := Config{
 		Root: root, WorkDir: t.TempDir(),
-		Trials: 3, Orgs: 4,
+		Rotation: true, Trials: 3, Orgs: 4,
 		Signals: []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM},
 		Delays:  []time.Duration{10 * time.Millisecond, time.Second},
 		StopMax: 300 * time.Millisecond, Settle: 20 * time.Second,

@@ -28,6 +28,7 @@ type Config struct {
 	WorkDir string // kubeconfig, CA, the built manager and the managers' logs
 	Manager string // the manager binary; "" builds the repository's into WorkDir
 
+	Rotation bool             // run the matrix: the manager stopped around token requests
 	Trials   int              // per cell
 	Orgs     int              // per trial
 	Signals  []syscall.Signal // how the manager is stopped
@@ -37,6 +38,11 @@ type Config struct {
 	Seed     uint64
 	Revert   bool      // also run the revert cases
 	Progress io.Writer // a line per trial; never a credential
+
+	// LeaderElection runs the leader-election cases: the API server frozen for Outage (0: not)
+	// under a leader, and the lease handed over on a graceful stop.
+	LeaderElection bool
+	Outage         time.Duration
 }
 
 // Timeouts of a manager's life, generous: they bound a run that goes wrong, not a normal one.
@@ -47,16 +53,17 @@ const (
 )
 
 type harness struct {
-	cfg      Config
-	k8s      client.Client
-	fake     *sftest.Server
-	managers *managers
-	rng      *rand.Rand
-	markers  int
+	cfg       Config
+	k8s       client.Client
+	fake      *sftest.Server
+	managers  *managers
+	apiServer apiServer
+	rng       *rand.Rand
+	markers   int
 }
 
-// Run starts a control plane and a fake Salesforce, runs the matrix and the revert cases, and
-// stops everything it started, also when ctx ends.
+// Run starts a control plane and a fake Salesforce, runs the matrix, the revert cases and the
+// leader-election cases as configured, and stops everything it started, also when ctx ends.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	env, err := localenv.New(cfg.Root, false)
 	if err != nil {
@@ -77,25 +84,36 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if h.k8s, err = client.New(restCfg, client.Options{Scheme: operator.Scheme}); err != nil {
 		return nil, err
 	}
+	if h.apiServer, err = findAPIServer(env, restCfg.Host); err != nil {
+		return nil, err
+	}
 	if h.managers, err = prepareManagers(ctx, cfg, env.KubeConfig, fake); err != nil {
 		return nil, err
 	}
 	defer h.managers.killAll()
 
 	rep := &Report{Config: cfg}
-	for _, sig := range cfg.Signals {
-		for _, d := range cfg.Delays {
-			fake.SetCheckDelay(d)
-			c, err := h.cell(ctx, len(rep.Cells), sig, d)
-			if err != nil {
-				return rep, err
+	if cfg.Rotation {
+		for _, sig := range cfg.Signals {
+			for _, d := range cfg.Delays {
+				fake.SetCheckDelay(d)
+				c, err := h.cell(ctx, len(rep.Cells), sig, d)
+				if err != nil {
+					return rep, err
+				}
+				rep.Cells = append(rep.Cells, c)
 			}
-			rep.Cells = append(rep.Cells, c)
 		}
 	}
 	if cfg.Revert {
 		fake.SetCheckDelay(cfg.Delays[0])
 		if rep.Revert, err = h.revertCases(ctx); err != nil {
+			return rep, err
+		}
+	}
+	if cfg.LeaderElection {
+		fake.SetCheckDelay(cfg.Delays[0])
+		if rep.Outages, rep.Handover, err = h.leaderElectionCases(ctx); err != nil {
 			return rep, err
 		}
 	}

@@ -7,10 +7,16 @@
 // fake no longer honours. It also writes an old auth URL back to a Secret, as a GitOps tool
 // would, with the manager running and across a restart.
 //
+// Then leader election (not in `make test`: it takes over a minute): it freezes the kube-apiserver
+// (SIGSTOP, then SIGCONT) for --outage under a leading manager, with the shipped lease settings
+// (which must survive it) and with controller-runtime's old, shorter ones, and it stops a leader
+// with SIGTERM while a standby runs and times the hand-over (at most 20 s).
+//
 // It judges only from outside (org conditions, the fake's live tokens), so it works on any build
-// of the manager (--manager). It prints the issue's table on stdout and exits 1 when a credential
-// was lost or a manager logged a token (0 with --report-only). It never prints a token or an auth
-// URL; the managers' output goes to log files, kept (binary removed) when something failed.
+// of the manager (--manager). It prints the issue's table and the leader-election tables on stdout
+// and exits 1 when a credential was lost, a manager logged a token, the shipped settings did not
+// survive the outage or the hand-over was slow (0 with --report-only). It never prints a token or
+// an auth URL; the managers' output goes to log files, kept (binary removed) when something failed.
 // Everything it starts stops when it ends, Ctrl-C included.
 package main
 
@@ -36,7 +42,7 @@ func main() {
 
 func run() int {
 	var (
-		cfg        = Config{Progress: os.Stderr, Revert: true}
+		cfg        = Config{Progress: os.Stderr}
 		delays     = flag.String("delays", "10ms,1s", "Comma-separated delays of the fake's answers to a check's calls (logins are not delayed).")
 		signals    = flag.String("signals", "SIGKILL,SIGTERM", "Comma-separated stop signals: SIGKILL, SIGTERM.")
 		reportOnly = flag.Bool("report-only", false, "Print the table and exit 0 even when credentials were lost (to show the numbers before a fix).")
@@ -49,7 +55,10 @@ func run() int {
 	flag.DurationVar(&cfg.Settle, "settle", 20*time.Second, "How long a restarted manager has to decide every org.")
 	flag.StringVar(&cfg.Manager, "manager", "", "Manager binary to test (default: build the repository's).")
 	flag.StringVar(&cfg.WorkDir, "work-dir", "", "Where the kubeconfig, the fake's CA and the managers' logs go (default: a temporary directory, removed unless something failed).")
-	flag.BoolVar(&cfg.Revert, "revert", true, "Also run the revert cases.")
+	flag.BoolVar(&cfg.Rotation, "rotation", true, "Run the matrix: the manager stopped around token requests.")
+	flag.BoolVar(&cfg.Revert, "revert", true, "Run the revert cases.")
+	flag.BoolVar(&cfg.LeaderElection, "leader-election", true, "Run the leader-election cases: the API-server outage and the lease hand-over.")
+	flag.DurationVar(&cfg.Outage, "outage", 30*time.Second, "How long the API server is frozen under the leader (0: no outage case).")
 	flag.Parse()
 
 	var err error
@@ -85,7 +94,7 @@ func run() int {
 	defer cancel()
 	start := time.Now()
 	rep, err := Run(ctx, cfg)
-	if rep != nil && len(rep.Cells)+len(rep.Revert) > 0 {
+	if rep != nil && !rep.Empty() {
 		fmt.Print(rep.Markdown())
 		fmt.Printf("\n(%s)\n", time.Since(start).Round(time.Second))
 	}
@@ -104,7 +113,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "faults:", err)
 		return 2
 	case failed && !*reportOnly:
-		fmt.Fprintf(os.Stderr, "faults: %d org credentials lost, %d manager logs holding a token\n", rep.Losses(), len(rep.LeakingLogs))
+		fmt.Fprintln(os.Stderr, "faults:", strings.Join(rep.Problems(), "; "))
 		return 1
 	}
 	return 0

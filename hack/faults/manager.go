@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -16,6 +17,8 @@ type manager struct {
 	cmd  *exec.Cmd
 	log  string
 	done chan struct{} // closed when the process has exited
+	// exitedAt is when the process exited; read it only after done is closed.
+	exitedAt time.Time
 }
 
 // managers starts manager processes and remembers the live ones, so that every one is killed
@@ -31,7 +34,8 @@ type managers struct {
 	live map[*manager]bool
 }
 
-func (ms *managers) start() (*manager, error) {
+// start starts a manager with the common flags and then extra.
+func (ms *managers) start(extra ...string) (*manager, error) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	ms.runs++
@@ -41,7 +45,7 @@ func (ms *managers) start() (*manager, error) {
 		return nil, err
 	}
 	defer f.Close() // the child has its own descriptor
-	cmd := exec.Command(ms.binary, ms.args...)
+	cmd := exec.Command(ms.binary, append(slices.Clip(ms.args), extra...)...)
 	cmd.Env = ms.env
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = childAttrs()
@@ -55,6 +59,7 @@ func (ms *managers) start() (*manager, error) {
 	ms.live[m] = true
 	go func() {
 		_ = cmd.Wait()
+		m.exitedAt = time.Now()
 		close(m.done)
 		ms.mu.Lock()
 		delete(ms.live, m)

@@ -25,6 +25,48 @@ type RevertResult struct {
 	Verdict       string
 }
 
+// OutageResult is what a leading manager did when the API server froze under it.
+type OutageResult struct {
+	Settings    leaseSettings
+	Frozen      time.Duration // how long the API server was stopped
+	Exited      bool
+	ExitedAfter time.Duration // from the freeze's start
+	ExitReason  string        // exit status, and "leader election lost" when logged
+	Handled     time.Duration // from the resume until a check requested then was handled
+	Problem     string        // running, but not leading or not checking
+}
+
+// Survived says whether the manager still runs, leads and checks orgs.
+func (o OutageResult) Survived() bool { return !o.Exited && o.Problem == "" }
+
+func (o OutageResult) Outcome() string {
+	switch {
+	case o.Exited:
+		return fmt.Sprintf("exited %s after the freeze began (%s)", seconds(o.ExitedAfter), o.ExitReason)
+	case o.Problem != "":
+		return o.Problem
+	}
+	return fmt.Sprintf("survived: still leads, checked an org %s after the resume", seconds(o.Handled))
+}
+
+// HandoverResult times a standby's taking over from a leader stopped with SIGTERM, from the
+// signal.
+type HandoverResult struct {
+	LeaderExited, Acquired, Handled time.Duration
+	Limit                           time.Duration // Handled beyond it fails the run
+	Problem                         string
+}
+
+func (h HandoverResult) Failed() bool { return h.Problem != "" || h.Handled > h.Limit }
+
+func (h HandoverResult) Outcome() string {
+	if h.Problem != "" {
+		return h.Problem
+	}
+	return fmt.Sprintf("the leader exited after %s, the standby held the lease after %s and handled a check after %s",
+		seconds(h.LeaderExited), seconds(h.Acquired), seconds(h.Handled))
+}
+
 // Report is what a run found.
 type Report struct {
 	Config Config
@@ -32,10 +74,38 @@ type Report struct {
 	Revert []RevertResult
 	// LeakingLogs names the manager logs that hold a token the fake issued (never which).
 	LeakingLogs []string
+	Outages     []OutageResult
+	Handover    *HandoverResult
 }
 
-// Failed says whether a credential was lost or leaked into a manager's log.
-func (r *Report) Failed() bool { return r.Losses() > 0 || len(r.LeakingLogs) > 0 }
+// Empty says whether the run got as far as a result.
+func (r *Report) Empty() bool {
+	return len(r.Cells)+len(r.Revert)+len(r.Outages) == 0 && r.Handover == nil
+}
+
+// Failed says whether a credential was lost or leaked into a manager's log, or leader election
+// failed where it must not.
+func (r *Report) Failed() bool { return len(r.Problems()) > 0 }
+
+// Problems says in a line each why the run failed.
+func (r *Report) Problems() []string {
+	var out []string
+	if n := r.Losses(); n > 0 {
+		out = append(out, fmt.Sprintf("%d org credentials lost", n))
+	}
+	if len(r.LeakingLogs) > 0 {
+		out = append(out, fmt.Sprintf("%d manager logs holding a token", len(r.LeakingLogs)))
+	}
+	for _, o := range r.Outages {
+		if o.Settings.MustSurvive && !o.Survived() {
+			out = append(out, fmt.Sprintf("API server frozen %s, %s: %s", seconds(o.Frozen), o.Settings.Name, o.Outcome()))
+		}
+	}
+	if h := r.Handover; h != nil && h.Failed() {
+		out = append(out, fmt.Sprintf("lease hand-over (limit %s): %s", seconds(h.Limit), h.Outcome()))
+	}
+	return out
+}
 
 // Losses counts lost credentials, the revert cases included.
 func (r *Report) Losses() int {
@@ -51,11 +121,52 @@ func (r *Report) Losses() int {
 	return n
 }
 
-// Markdown is the issue's table, the reasons for any loss, and the revert cases.
+// Markdown is the issue's table, the reasons for any loss, the revert cases, and the
+// leader-election tables.
 func (r *Report) Markdown() string {
 	var b strings.Builder
+	if len(r.Cells) > 0 {
+		r.rotationMarkdown(&b)
+	}
+	r.revertMarkdown(&b)
+	if len(r.Outages) > 0 {
+		b.WriteString("\nThe API server frozen (SIGSTOP) under the leading manager, then resumed (SIGCONT); the lease's settings:\n\n")
+		b.WriteString("| lease duration / renew deadline / retry period | API server frozen | manager | time |\n|---|---|---|---|\n")
+		for _, o := range r.Outages {
+			frozen := seconds(o.Frozen)
+			if o.Exited && o.ExitedAfter <= o.Frozen {
+				frozen += " (resumed when the manager exited)"
+			}
+			switch {
+			case o.Exited:
+				fmt.Fprintf(&b, "| %s | %s | exited: %s | %s after the freeze began |\n", o.Settings.Name, frozen, o.ExitReason, seconds(o.ExitedAfter))
+			case o.Problem != "":
+				fmt.Fprintf(&b, "| %s | %s | running: %s | |\n", o.Settings.Name, frozen, o.Problem)
+			default:
+				fmt.Fprintf(&b, "| %s | %s | survived: still leads | checked an org %s after the resume |\n", o.Settings.Name, frozen, seconds(o.Handled))
+			}
+		}
+	}
+	if h := r.Handover; h != nil {
+		b.WriteString("\nTwo managers with the shipped settings; the leader stopped with SIGTERM (times from the signal):\n\n")
+		b.WriteString("| leader exited | standby holds the lease | standby handled a check | limit |\n|---|---|---|---|\n")
+		if h.Problem != "" {
+			fmt.Fprintf(&b, "| %s | %s | | %s |\n", seconds(h.LeaderExited), h.Problem, seconds(h.Limit))
+		} else {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", seconds(h.LeaderExited), seconds(h.Acquired), seconds(h.Handled), seconds(h.Limit))
+		}
+		b.WriteString("\n(The standby tries every 5–11 s: client-go stretches the retry period by a random 0–120 %.)\n")
+	}
+	if len(r.LeakingLogs) > 0 {
+		fmt.Fprintf(&b, "\nA token the fake issued appears in these manager logs: %s\n", strings.Join(r.LeakingLogs, ", "))
+	}
+	return b.String()
+}
+
+// rotationMarkdown is the issue's table and the reasons for any loss.
+func (r *Report) rotationMarkdown(b *strings.Builder) {
 	cfg := r.Config
-	fmt.Fprintf(&b, "The manager as its own process, the fake Salesforce rotating on every refresh, %d orgs per trial, "+
+	fmt.Fprintf(b, "The manager as its own process, the fake Salesforce rotating on every refresh, %d orgs per trial, "+
 		"the manager stopped at a random moment 0–%d ms after its first token request (seed %d):\n\n",
 		cfg.Orgs, cfg.StopMax.Milliseconds(), cfg.Seed)
 	b.WriteString("| stop | Salesforce check answers in | trials losing a credential | org credentials lost |\n")
@@ -65,7 +176,7 @@ func (r *Report) Markdown() string {
 		if c.Signal == syscall.SIGTERM {
 			stop += " (graceful)"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d of %d | %d of %d |\n", stop, delayLabel(c.Delay), c.TrialsLosing, c.Trials, c.Lost, c.Orgs)
+		fmt.Fprintf(b, "| %s | %s | %d of %d | %d of %d |\n", stop, delayLabel(c.Delay), c.TrialsLosing, c.Trials, c.Lost, c.Orgs)
 	}
 	var notes []string
 	for _, c := range r.Cells {
@@ -80,16 +191,16 @@ func (r *Report) Markdown() string {
 	if len(notes) > 0 {
 		b.WriteString("\nLosses and slow exits:\n" + strings.Join(notes, "\n") + "\n")
 	}
+}
+
+// revertMarkdown is the table of the revert cases.
+func (r *Report) revertMarkdown(b *strings.Builder) {
 	if len(r.Revert) > 0 {
 		b.WriteString("\n| old auth URL written back to the Secret | credential |\n|---|---|\n")
 		for _, rv := range r.Revert {
-			fmt.Fprintf(&b, "| %s | %s |\n", revertName(rv.AcrossRestart), orElse(rv.Verdict, "kept"))
+			fmt.Fprintf(b, "| %s | %s |\n", revertName(rv.AcrossRestart), orElse(rv.Verdict, "kept"))
 		}
 	}
-	if len(r.LeakingLogs) > 0 {
-		fmt.Fprintf(&b, "\nA token the fake issued appears in these manager logs: %s\n", strings.Join(r.LeakingLogs, ", "))
-	}
-	return b.String()
 }
 
 func signalName(s syscall.Signal) string {
@@ -100,6 +211,14 @@ func signalName(s syscall.Signal) string {
 		return "SIGTERM"
 	}
 	return s.String()
+}
+
+// seconds writes a duration as "1.2 s", or "40 ms" below a second.
+func seconds(d time.Duration) string {
+	if d < time.Second {
+		return fmt.Sprintf("%d ms", d.Milliseconds())
+	}
+	return fmt.Sprintf("%.1f s", d.Seconds())
 }
 
 // delayLabel writes a check delay as the issue does: "~10 ms", "1 s".
