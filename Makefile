@@ -42,7 +42,7 @@ test: envtest vet ## Run every test (unit and envtest) with the race detector.
 	$(GO) test -race -count=1 ./... $(TESTFLAGS)
 
 .PHONY: test-faults
-test-faults: envtest ## Fault-injection test of refresh-token rotation: the manager killed or stopped mid-rotation, 40 trials per cell.
+test-faults: envtest ## Fault injection: the manager killed or stopped mid-rotation (40 trials per cell), an API-server outage under the leader, the lease hand-over.
 	$(GO) run ./hack/faults $(FAULTSFLAGS)
 
 .PHONY: fidelity

@@ -24,7 +24,7 @@ func TestRotationSurvivesManagerStops(t *testing.T) {
 		Rotation: true, Trials: 3, Orgs: 4,
 		Signals: []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM},
 		Delays:  []time.Duration{10 * time.Millisecond, time.Second},
-		StopMax: 300 * time.Millisecond, Settle: 20 * time.Second,
+		StopMax: 300 * time.Millisecond, WriteWindow: 100 * time.Millisecond, Settle: 20 * time.Second,
 		Seed:     uint64(time.Now().UnixNano()),
 		Revert:   true,
 		Progress: testLog{t},

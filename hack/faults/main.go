@@ -51,6 +51,7 @@ func run() int {
 	)
 	flag.IntVar(&cfg.Trials, "trials", 40, "Trials per cell (stop signal × check delay).")
 	flag.IntVar(&cfg.Orgs, "orgs", 4, "Orgs per trial.")
+	flag.DurationVar(&cfg.WriteWindow, "write-window", 100*time.Millisecond, "A SIGKILL less than this long after Salesforce issued a rotated token counts as inside the unavoidable write window, not as a loss.")
 	flag.DurationVar(&cfg.StopMax, "stop-within", 300*time.Millisecond, "The stop comes at a random moment between 0 and this long after the first token request.")
 	flag.DurationVar(&cfg.Settle, "settle", 20*time.Second, "How long a restarted manager has to decide every org.")
 	flag.StringVar(&cfg.Manager, "manager", "", "Manager binary to test (default: build the repository's).")

@@ -15,8 +15,11 @@ type Cell struct {
 	TrialsLosing int
 	Orgs         int
 	Lost         int
-	SlowExits    int            // stopped managers that had to be killed after gracefulExit
-	Why          map[string]int // loss reason → count
+	// InWindow counts the SIGKILL losses inside the write window: the kill came after Salesforce
+	// issued a rotated token and before one API write could store it. No process can avoid them.
+	InWindow  int
+	SlowExits int            // stopped managers that had to be killed after gracefulExit
+	Why       map[string]int // loss reason → count
 }
 
 // RevertResult is the outcome of one revert case: "" when the credential was kept, else why not.
@@ -169,18 +172,18 @@ func (r *Report) rotationMarkdown(b *strings.Builder) {
 	fmt.Fprintf(b, "The manager as its own process, the fake Salesforce rotating on every refresh, %d orgs per trial, "+
 		"the manager stopped at a random moment 0–%d ms after its first token request (seed %d):\n\n",
 		cfg.Orgs, cfg.StopMax.Milliseconds(), cfg.Seed)
-	b.WriteString("| stop | Salesforce check answers in | trials losing a credential | org credentials lost |\n")
-	b.WriteString("|---|---|---|---|\n")
+	b.WriteString("| stop | Salesforce check answers in | trials losing a credential | org credentials lost | lost inside the write window (SIGKILL only) |\n")
+	b.WriteString("|---|---|---|---|---|\n")
 	for _, c := range r.Cells {
 		stop := signalName(c.Signal)
 		if c.Signal == syscall.SIGTERM {
 			stop += " (graceful)"
 		}
-		fmt.Fprintf(b, "| %s | %s | %d of %d | %d of %d |\n", stop, delayLabel(c.Delay), c.TrialsLosing, c.Trials, c.Lost, c.Orgs)
+		fmt.Fprintf(b, "| %s | %s | %d of %d | %d of %d | %d |\n", stop, delayLabel(c.Delay), c.TrialsLosing, c.Trials, c.Lost, c.Orgs, c.InWindow)
 	}
 	var notes []string
 	for _, c := range r.Cells {
-		if c.Lost > 0 {
+		if c.Lost > 0 || c.InWindow > 0 {
 			notes = append(notes, fmt.Sprintf("- %s, %s: %s", signalName(c.Signal), delayLabel(c.Delay), whyCounts(c.Why)))
 		}
 		if c.SlowExits > 0 {

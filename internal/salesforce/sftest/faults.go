@@ -50,3 +50,12 @@ func (s *Server) RefreshTokenLive(t string) bool {
 	o := s.refresh[t]
 	return o != nil && o.valid[t] && !o.deleted
 }
+
+// RefreshIssuedAt is when the org's newest refresh token was issued (by login, rotation or
+// re-authorisation). A fault-injection run compares it with the moment it killed the manager:
+// a token issued just before the kill existed only in the dead process's memory.
+func (o *Org) RefreshIssuedAt() time.Time {
+	o.s.mu.Lock()
+	defer o.s.mu.Unlock()
+	return o.currentIssued
+}

@@ -57,6 +57,7 @@ type Org struct {
 	// guarded by s.mu
 	orgID, userID    string
 	current          string          // the refresh token AuthURL shows
+	currentIssued    time.Time       // when current was issued
 	valid            map[string]bool // refresh tokens that still work
 	epoch            int             // access tokens of an older epoch are dead
 	rotate           bool
@@ -197,6 +198,7 @@ func (o *Org) newRefreshTokenLocked() string {
 	t := randomToken(48)
 	o.s.issued = append(o.s.issued, t)
 	o.current = t
+	o.currentIssued = time.Now()
 	o.valid[t] = true
 	o.s.refresh[t] = o
 	return t
