@@ -65,15 +65,22 @@ spec:
 	return dir
 }
 
+// gitopsNamespace is a namespace with the fake orgs and Secrets the GitOps directory's orgs use.
+func gitopsNamespace(t *testing.T) (ns string, prod, uat *sftest.Org) {
+	t.Helper()
+	ns = newNamespace(t)
+	prod = fakeSF.AddOrg(sftest.OrgSpec{Name: ns + "-prod", Kind: sftest.Production})
+	uat = fakeSF.AddOrg(sftest.OrgSpec{Name: ns + "-uat", Kind: sftest.Sandbox})
+	putSecret(t, ns, "prod-auth", prod.AuthURL())
+	putSecret(t, ns, "uat-auth", uat.AuthURL())
+	return ns, prod, uat
+}
+
 // GitOps owns spec: applied server-side by a Flux-like field manager, then again server-side and
 // client-side, nothing conflicts, no generation moves, kubectl diff is empty, the operator owns
 // no field under spec, and each new org was checked exactly once.
 func TestGitOpsOwnsSpec(t *testing.T) {
-	ns := newNamespace(t)
-	prod := fakeSF.AddOrg(sftest.OrgSpec{Name: ns + "-prod", Kind: sftest.Production})
-	uat := fakeSF.AddOrg(sftest.OrgSpec{Name: ns + "-uat", Kind: sftest.Sandbox})
-	putSecret(t, ns, "prod-auth", prod.AuthURL())
-	putSecret(t, ns, "uat-auth", uat.AuthURL())
+	ns, prod, uat := gitopsNamespace(t)
 	dir := gitopsDir(t)
 
 	kubectl(t, "apply", "--server-side", "--field-manager=kustomize-controller", "-n", ns, "-f", dir)
@@ -116,11 +123,7 @@ func TestGitOpsOwnsSpec(t *testing.T) {
 // One `kubectl delete -f dir` with the orgs listed before their stages converges: the refused
 // org deletions are remembered and replayed by the operator once the stages are gone.
 func TestPruneConvergesInOnePass(t *testing.T) {
-	ns := newNamespace(t)
-	prod := fakeSF.AddOrg(sftest.OrgSpec{Name: ns + "-prod", Kind: sftest.Production})
-	uat := fakeSF.AddOrg(sftest.OrgSpec{Name: ns + "-uat", Kind: sftest.Sandbox})
-	putSecret(t, ns, "prod-auth", prod.AuthURL())
-	putSecret(t, ns, "uat-auth", uat.AuthURL())
+	ns, _, _ := gitopsNamespace(t)
 	dir := gitopsDir(t)
 	kubectl(t, "apply", "--server-side", "--field-manager=kustomize-controller", "-n", ns, "-f", dir)
 	waitOrgReady(t, ns, "uat", metav1.ConditionTrue, sfv1.ReasonConnected)

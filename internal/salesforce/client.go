@@ -183,17 +183,11 @@ func (c *Client) Check(ctx context.Context, cred Credential) (*CheckResult, erro
 // own timeout), so a graceful shutdown never drops a rotated token on the floor. Once persist
 // succeeded, the client forgets the dead credential.
 func (c *Client) CheckWith(ctx context.Context, cred Credential, persist Persist) (*CheckResult, error) {
-	cr, err := credentialValue(cred)
+	ctx, cr, s, err := c.lockSession(ctx, cred)
 	if err != nil {
 		return nil, err
 	}
-	if err := cr.validate(c); err != nil {
-		return nil, err
-	}
-	s := c.sessionFor(cr)
-	s.mu.Lock()
 	defer s.mu.Unlock()
-	ctx = withOrgLimiter(ctx, s.limiter)
 
 	var facts OrgFacts
 	if persist != nil {
@@ -216,6 +210,21 @@ func (c *Client) CheckWith(ctx context.Context, cred Credential, persist Persist
 	}
 	res.Facts = facts
 	return res, nil
+}
+
+// lockSession validates cred and returns its session, locked (the caller unlocks s.mu), with ctx
+// carrying the org's courtesy bucket.
+func (c *Client) lockSession(ctx context.Context, cred Credential) (context.Context, Credential, *session, error) {
+	cr, err := credentialValue(cred)
+	if err != nil {
+		return ctx, nil, nil, err
+	}
+	if err := cr.validate(c); err != nil {
+		return ctx, nil, nil, err
+	}
+	s := c.sessionFor(cr)
+	s.mu.Lock()
+	return withOrgLimiter(ctx, s.limiter), cr, s, nil
 }
 
 // persistPending hands persist a rotation this client holds for cr but that was never accepted

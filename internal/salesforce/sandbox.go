@@ -37,17 +37,11 @@ type SandboxAuthorization struct {
 // code exchange at the answer's loginUrl (or, for a JWT production credential, a JWT grant for the
 // returned user). prodPersist saves a rotation of the production credential, as in CheckWith.
 func (c *Client) AuthorizeSandbox(ctx context.Context, prod Credential, prodPersist Persist, sandboxName string) (*SandboxAuthorization, error) {
-	cr, err := credentialValue(prod)
+	ctx, cr, s, err := c.lockSession(ctx, prod)
 	if err != nil {
 		return nil, err
 	}
-	if err := cr.validate(c); err != nil {
-		return nil, err
-	}
-	s := c.sessionFor(cr)
-	s.mu.Lock()
 	defer s.mu.Unlock()
-	ctx = withOrgLimiter(ctx, s.limiter)
 	clientID := ""
 	switch v := cr.(type) {
 	case AuthURL:
