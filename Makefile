@@ -49,6 +49,10 @@ test-faults: envtest ## Fault injection: the manager killed or stopped mid-rotat
 fidelity: ## Run the real Salesforce CLI against the fake Salesforce (installs it from npm into bin/fidelity once).
 	bash hack/fidelity/run.sh $(ARGS)
 
+.PHONY: bench-scale
+bench-scale: envtest ## Scale benchmark: 500 to 10,000 orgs, 100 ms Salesforce latency; writes bin/bench/scale.{json,csv,png} (ORGS=500,2000 for a shorter run).
+	$(GO) run ./hack/benchscale $(if $(ORGS),--orgs $(ORGS))
+
 .PHONY: bench
 bench: envtest ## Run the benchmarks.
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -17,12 +17,20 @@ func (s *Server) SetCheckDelay(d time.Duration) {
 	s.checkDelay = d
 }
 
-// checkDelayLocked is the wait SetCheckDelay imposes on a request to endpoint ep.
+// SetLatency makes every request, logins included, wait d before it is answered: Salesforce as
+// far away as a real one (benchmarks). Zero (the default) turns it off.
+func (s *Server) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency = d
+}
+
+// checkDelayLocked is the wait SetCheckDelay and SetLatency impose on a request to endpoint ep.
 func (s *Server) checkDelayLocked(ep string) time.Duration {
 	if ep == "token" || ep == "revoke" {
-		return 0
+		return s.latency
 	}
-	return s.checkDelay
+	return s.checkDelay + s.latency
 }
 
 // pause waits d and says whether to answer: false when the client gave up or the server closed.

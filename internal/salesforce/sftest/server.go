@@ -83,6 +83,7 @@ type Server struct {
 	issued   []string // every secret ever issued or configured, for IssuedSecrets
 
 	checkDelay time.Duration // SetCheckDelay
+	latency    time.Duration // SetLatency
 }
 
 type accessGrant struct {

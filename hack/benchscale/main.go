@@ -1,0 +1,408 @@
+// Command benchscale measures the operator at scale, as `make bench-scale` runs it: the manager
+// binary as its own process, kube-apiserver and etcd from bin/k8s, the fake Salesforce answering
+// every call after a set latency, and N orgs each with its own Secret. For each N it reports the
+// time until every org is Connected (against the ideal N·2L/C), a re-check sweep of every org
+// (against N·L/C), the peak Salesforce call rate, the manager's RSS and heap, Salesforce calls and
+// CPU per check; it writes bin/bench/scale.json, scale.csv and scale.png (RSS and sweep ratio
+// against N). It sends traffic to loopback only and stops everything it started.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
+	"github.com/sfops/salesforce-operator/internal/localenv"
+	"github.com/sfops/salesforce-operator/internal/operator"
+	"github.com/sfops/salesforce-operator/internal/salesforce/sftest"
+)
+
+// Result is one N's measurements.
+type Result struct {
+	Orgs              int     `json:"orgs"`
+	LatencyMs         int64   `json:"latencyMs"`
+	Concurrency       int     `json:"concurrency"`
+	CreateSeconds     float64 `json:"createSeconds"`
+	ConnectedSeconds  float64 `json:"connectedSeconds"`
+	IdealConnected    float64 `json:"idealConnectedSeconds"`
+	ConnectedRatio    float64 `json:"connectedRatio"`
+	SweepSeconds      float64 `json:"sweepSeconds"`
+	IdealSweep        float64 `json:"idealSweepSeconds"`
+	SweepRatio        float64 `json:"sweepRatio"`
+	PeakCallsPerSec   int     `json:"peakCallsPerSecond"`
+	RSSMiB            float64 `json:"rssMiB"`
+	HeapMiB           float64 `json:"heapInuseMiB"`
+	CallsPerCheck     float64 `json:"salesforceCallsPerCheck"`
+	CPUMsPerCheck     float64 `json:"cpuMsPerCheck"`
+	RSSKiBPerOrgAbove float64 `json:"rssKiBPerOrg"`
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "benchscale:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		sizes   = flag.String("orgs", "500,2000,5000,10000", "Comma-separated numbers of orgs, one run each.")
+		latency = flag.Duration("latency", 100*time.Millisecond, "How long the fake Salesforce takes to answer every call.")
+		conc    = flag.Int("concurrency", 32, "The manager's --max-concurrent-checks.")
+		out     = flag.String("out", "bin/bench", "Where the JSON, CSV and PNG go.")
+		mgrPath = flag.String("manager", "", "The manager binary (default: build the repository's).")
+	)
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	bin := *mgrPath
+	if bin == "" {
+		bin = filepath.Join(*out, "manager")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("building the manager: %w", err)
+		}
+	}
+	var results []Result
+	for _, f := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("--orgs: %q is not a number of orgs", f)
+		}
+		r, err := measure(ctx, bin, *out, n, *latency, *conc)
+		if err != nil {
+			return fmt.Errorf("%d orgs: %w", n, err)
+		}
+		results = append(results, r)
+		fmt.Printf("%d orgs (created in %.1fs): connected in %.1fs (%.2f× ideal), sweep %.1fs (%.2f× ideal), peak %d calls/s, RSS %.0f MiB, heap %.0f MiB, %.2f calls and %.1f ms CPU per check\n",
+			n, r.CreateSeconds, r.ConnectedSeconds, r.ConnectedRatio, r.SweepSeconds, r.SweepRatio, r.PeakCallsPerSec, r.RSSMiB, r.HeapMiB, r.CallsPerCheck, r.CPUMsPerCheck)
+	}
+	if err := write(*out, results); err != nil {
+		return err
+	}
+	fmt.Print(markdown(results))
+	return nil
+}
+
+func measure(ctx context.Context, bin, out string, n int, latency time.Duration, conc int) (Result, error) {
+	r := Result{Orgs: n, LatencyMs: latency.Milliseconds(), Concurrency: conc}
+	root, _ := os.Getwd()
+	env, err := localenv.New(root, false)
+	if err != nil {
+		return r, err
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return r, err
+	}
+	defer func() { _ = env.Stop() }()
+	cfg.QPS, cfg.Burst = 2000, 4000
+	fake, err := sftest.NewStandaloneServer("127.0.0.1:0")
+	if err != nil {
+		return r, err
+	}
+	defer fake.Close()
+	fake.SetLatency(latency)
+
+	dir, err := os.MkdirTemp("", "benchscale-")
+	if err != nil {
+		return r, err
+	}
+	defer os.RemoveAll(dir)
+	kubeconfig, ca := filepath.Join(dir, "kubeconfig"), filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
+		return r, err
+	}
+	if err := os.WriteFile(ca, fake.CACertPEM(), 0o600); err != nil {
+		return r, err
+	}
+	metricsAddr, err := freeAddr()
+	if err != nil {
+		return r, err
+	}
+	logf, err := os.Create(filepath.Join(out, fmt.Sprintf("manager-%d.log", n)))
+	if err != nil {
+		return r, err
+	}
+	defer logf.Close()
+	c, err := client.New(cfg, client.Options{Scheme: operator.Scheme})
+	if err != nil {
+		return r, err
+	}
+	peak := watchRate(ctx, fake)
+	const ns = "scale"
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return r, err
+	}
+	start := time.Now()
+	err = parallel(ctx, n, 64, func(i int) error {
+		name := fmt.Sprintf("org-%05d", i)
+		fo := fake.AddOrg(sftest.OrgSpec{Name: name})
+		if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{sfv1.CredentialLabel: "true"}},
+			StringData: map[string]string{sfv1.DefaultAuthSecretKey: fo.AuthURL()}}); err != nil {
+			return err
+		}
+		return c.Create(ctx, &sfv1.SalesforceOrg{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: sfv1.SalesforceOrgSpec{Type: sfv1.OrgTypeProduction, AuthSecretRef: sfv1.SecretKeyReference{Name: name}}})
+	})
+	if err != nil {
+		return r, err
+	}
+	r.CreateSeconds = time.Since(start).Seconds()
+
+	// The manager starts once every org exists, so the time to Connected is the operator's, not
+	// the API server's rate of creating objects.
+	mgr := exec.Command(bin, "--enable-webhooks=false", "--health-probe-bind-address=0",
+		"--metrics-bind-address="+metricsAddr, "--metrics-secure=false",
+		"--salesforce-allowed-hosts="+fake.Host(), "--salesforce-ca-file="+ca,
+		"--max-concurrent-checks="+strconv.Itoa(conc), "--salesforce-host-qps=0", "--salesforce-org-qps=0")
+	mgr.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	mgr.Stdout, mgr.Stderr = logf, logf
+	start = time.Now()
+	if err := mgr.Start(); err != nil {
+		return r, err
+	}
+	defer func() { _ = mgr.Process.Signal(syscall.SIGTERM); _ = mgr.Wait() }()
+
+	if err := waitConnected(ctx, c, ns, n, 30*time.Minute); err != nil {
+		return r, err
+	}
+	r.ConnectedSeconds = time.Since(start).Seconds()
+	r.IdealConnected = float64(n) * 2 * latency.Seconds() / float64(conc)
+	r.ConnectedRatio = r.ConnectedSeconds / r.IdealConnected
+
+	time.Sleep(10 * time.Second) // settle: caches full, first-check garbage collected
+	r.RSSMiB = rssMiB(mgr.Process.Pid)
+	r.HeapMiB = scrape(metricsAddr, "go_memstats_heap_inuse_bytes") / (1 << 20)
+	r.RSSKiBPerOrgAbove = r.RSSMiB * 1024 / float64(n)
+
+	// A sweep: every org asked to re-check at once; it runs from the first of those checks' calls
+	// to the last (the requests go out faster than the checks can run).
+	base, cpu0 := fake.TotalCalls(), cpuSeconds(mgr.Process.Pid)
+	var sweepStart time.Time
+	go func() {
+		for fake.TotalCalls() == base && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		sweepStart = time.Now()
+	}()
+	err = parallel(ctx, n, 64, func(i int) error {
+		patch := client.RawPatch("application/merge-patch+json",
+			[]byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:"sweep"}}}`, sfv1.ReconcileRequestedAtAnnotation)))
+		return c.Patch(ctx, &sfv1.SalesforceOrg{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("org-%05d", i)}}, patch)
+	})
+	if err != nil {
+		return r, err
+	}
+	for fake.TotalCalls() < base+n {
+		if ctx.Err() != nil {
+			return r, ctx.Err()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.SweepSeconds = time.Since(sweepStart).Seconds()
+	time.Sleep(2 * time.Second)
+	r.CallsPerCheck = float64(fake.TotalCalls()-base) / float64(n)
+	r.CPUMsPerCheck = (cpuSeconds(mgr.Process.Pid) - cpu0) * 1000 / float64(n)
+	r.IdealSweep = float64(n) * latency.Seconds() / float64(conc)
+	r.SweepRatio = r.SweepSeconds / r.IdealSweep
+	r.PeakCallsPerSec = int(peak.Load())
+	return r, nil
+}
+
+// parallel runs f(0..n-1) on w workers and returns the first error.
+func parallel(ctx context.Context, n, w int, f func(int) error) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, w)
+	for range w {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := f(i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return errors.Join(<-errs, ctx.Err())
+}
+
+func waitConnected(ctx context.Context, c client.Client, ns string, n int, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		var list sfv1.SalesforceOrgList
+		if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		connected := 0
+		for _, o := range list.Items {
+			if cond := meta.FindStatusCondition(o.Status.Conditions, sfv1.ConditionReady); cond != nil && cond.Status == metav1.ConditionTrue {
+				connected++
+			}
+		}
+		if connected == n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("not every org Connected within %s", limit)
+}
+
+// watchRate samples the fake's call count and keeps the highest count in any one-second window.
+func watchRate(ctx context.Context, fake *sftest.Server) *atomic.Int64 {
+	peak := &atomic.Int64{}
+	go func() {
+		var window []int
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			window = append(window, fake.TotalCalls())
+			if len(window) > 11 {
+				window = window[1:]
+			}
+			if d := int64(window[len(window)-1] - window[0]); d > peak.Load() {
+				peak.Store(d)
+			}
+		}
+	}()
+	return peak
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func rssMiB(pid int) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if fields := strings.Fields(sc.Text()); len(fields) >= 2 && fields[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(fields[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	return (utime + stime) / 100 // clock ticks (USER_HZ is 100 on Linux)
+}
+
+// scrape reads one gauge from the manager's plain-HTTP metrics endpoint.
+func scrape(addr, name string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, name+" ") {
+			v, _ := strconv.ParseFloat(strings.TrimPrefix(line, name+" "), 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func write(out string, results []Result) error {
+	j, err := json.MarshalIndent(results, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(out, "scale.json"), j, 0o644); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(out, "scale.csv"))
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	_ = w.Write([]string{"orgs", "connected_s", "connected_ratio", "sweep_s", "sweep_ratio", "peak_calls_per_s", "rss_mib", "heap_mib", "calls_per_check", "cpu_ms_per_check"})
+	for _, r := range results {
+		_ = w.Write([]string{strconv.Itoa(r.Orgs), ff(r.ConnectedSeconds), ff(r.ConnectedRatio), ff(r.SweepSeconds), ff(r.SweepRatio),
+			strconv.Itoa(r.PeakCallsPerSec), ff(r.RSSMiB), ff(r.HeapMiB), ff(r.CallsPerCheck), ff(r.CPUMsPerCheck)})
+	}
+	w.Flush()
+	if err := errors.Join(w.Error(), f.Close()); err != nil {
+		return err
+	}
+	return plot(filepath.Join(out, "scale.png"), results)
+}
+
+func ff(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
+
+func markdown(results []Result) string {
+	var b strings.Builder
+	b.WriteString("| orgs | all Connected (ideal N·2L/C) | re-check sweep ratio to N·L/C | peak calls/s | manager RSS | heap in use | calls per check | CPU per check |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	for _, r := range results {
+		fmt.Fprintf(&b, "| %d | %.1f s (%.1f s) | %.2f | %d | %.0f MiB | %.0f MiB | %.2f | %.1f ms |\n",
+			r.Orgs, r.ConnectedSeconds, r.IdealConnected, r.SweepRatio, r.PeakCallsPerSec, r.RSSMiB, r.HeapMiB, r.CallsPerCheck, r.CPUMsPerCheck)
+	}
+	return b.String()
+}
