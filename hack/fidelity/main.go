@@ -336,8 +336,10 @@ var checks = []check{
 		if h.s.Calls("query") < before+3 {
 			return fmt.Errorf("production login made %d queries, want 3 (ScratchOrgInfo on itself and on the DevHub, Organization)", h.s.Calls("query")-before)
 		}
+		// instanceApiVersion comes from the version list (GET /services/data).
 		return errors.Join(want("username", r["username"], h.prod.Username()), want("orgId", r["orgId"], h.prod.OrgID()),
-			want("isDevHub", r["isDevHub"], false), want("instanceUrl", r["instanceUrl"], h.s.URL()))
+			want("isDevHub", r["isDevHub"], false), want("instanceUrl", r["instanceUrl"], h.s.URL()),
+			want("instanceApiVersion", r["instanceApiVersion"], "65.0"))
 	}},
 	{"sf org login sfdx-url (sandbox)", func(h *harness) error {
 		// The CLI knows a sandbox by its Organization record (IsSandbox, no trial expiry) and its
@@ -448,11 +450,16 @@ var checks = []check{
 	{"sf org login jwt", func(h *harness) error {
 		consumerKey, username, _ := h.ci.JWT()
 		var r map[string]any
+		before := h.s.Calls("token")
 		if _, err := h.sfJSON(cliTimeout, &r, "org", "login", "jwt", "--client-id", consumerKey, "--jwt-key-file", "ci-key.pem",
 			"--username", username, "--instance-url", h.s.URL(), "--alias", "ci"); err != nil {
 			return err
 		}
-		return errors.Join(want("username", r["username"], username), want("orgId", r["orgId"], h.ci.OrgID()))
+		// The CLI's first try is the instance URL as audience (with a trailing slash); when it
+		// is refused, it tries login.salesforce.com and test.salesforce.com (unreachable here)
+		// and other audiences. Salesforce takes the first.
+		return errors.Join(want("username", r["username"], username), want("orgId", r["orgId"], h.ci.OrgID()),
+			want("token requests", h.s.Calls("token")-before, 1))
 	}},
 	{sftest.CheckLoginWeb, func(h *harness) error {
 		// The CLI waits for the browser's callback: stop it as soon as the browser gives up.
