@@ -22,7 +22,7 @@ const howToGetAuthURL = "generate it with `sf org auth show-sfdx-auth-url --targ
 const MaxAuthURLLength = 4096
 
 // redactedPlaceholder starts what recent Salesforce CLIs print in place of the auth URL in
-// `sf org display --verbose --json`.
+// the CLI's org display command (--verbose --json).
 const redactedPlaceholder = "[REDACTED]"
 
 // AuthURL is a parsed SFDX auth URL: the credential of the refresh-token flow.
@@ -69,7 +69,7 @@ func ParseAuthURL(s string) (AuthURL, error) {
 		return AuthURL{}, invalidAuthURL(fmt.Sprintf("the value is %d bytes long, but an auth URL is a few hundred bytes (at most %d accepted): the Secret holds something else; %s",
 			len(s), MaxAuthURLLength, howToGetAuthURL))
 	case strings.HasPrefix(s, redactedPlaceholder):
-		return AuthURL{}, invalidAuthURL("this is the Salesforce CLI's redacted placeholder from `sf org display`, not the auth URL: run " +
+		return AuthURL{}, invalidAuthURL("this is the Salesforce CLI's redacted placeholder, not the auth URL: run " +
 			"`sf org auth show-sfdx-auth-url --target-org <alias> --json` and use result.sfdxAuthUrl as printed")
 	case s == "":
 		return AuthURL{}, invalidAuthURL("the auth URL is empty; " + howToGetAuthURL)
