@@ -114,7 +114,9 @@ func (r *SalesforceOrgReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	if org.DeletionTimestamp.IsZero() {
 		before := org.DeepCopy()
-		if err := addFinalizer(ctx, r.Client, org, OrgFinalizer); err != nil {
+		if err := addFinalizer(ctx, r.Client, org, OrgFinalizer); apierrors.IsConflict(err) {
+			return ctrl.Result{}, err // a stale cache: the next attempt reads the new version
+		} else if err != nil {
 			// Say why the org waits (the status subresource is not behind the webhooks).
 			setKstatus(&before.Status.Conditions, before.Status.ObservedGeneration, retrying(sfv1.ReasonProgressing,
 				"Waiting to add the finalizer %s, which keeps an org in use from being deleted: %v", OrgFinalizer, err))
