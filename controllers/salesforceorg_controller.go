@@ -89,8 +89,10 @@ type orgScope struct {
 	checked bool
 	// secret is the auth Secret as this reconcile last read or wrote it.
 	secret *corev1.Secret
-	// prod is a sandboxOf org's production org, Active and Connected.
-	prod *sfv1.SalesforceOrg
+	// prod is a sandboxOf org's production org, Active and Connected; prodScope the scope its
+	// credential was read in (for writing back a rotation of it).
+	prod      *sfv1.SalesforceOrg
+	prodScope *orgScope
 	// writtenSecretVersion is the auth Secret's version after this reconcile wrote it.
 	writtenSecretVersion string
 }
@@ -511,8 +513,12 @@ func (r *SalesforceOrgReconciler) check(ctx context.Context, sc *orgScope, cred 
 		// A sandbox refresh killed the sandbox's tokens: authorise it again through production.
 		if cred, _, err = r.sandboxCredential(ctx, sc, true); err == nil {
 			sc.mem.lastCred = cred
+			persist = nil
+			if a, ok := cred.(salesforce.AuthURL); ok {
+				persist = r.persistFor(sc, a)
+			}
 			checkCtx, cancel := context.WithTimeout(ctx, r.checkTimeout())
-			res, err = r.Salesforce.CheckWith(checkCtx, cred, r.persistFor(sc, cred.(salesforce.AuthURL)))
+			res, err = r.Salesforce.CheckWith(checkCtx, cred, persist)
 			cancel()
 		} else if !isCheckError(err) {
 			return summary{}, 0, err

@@ -51,6 +51,13 @@ func (r *SalesforceOrgReconciler) production(ctx context.Context, sc *orgScope) 
 	return nil
 }
 
+// Keys of the Secret that holds a sandbox's credential: an auth URL when the production org uses
+// one; the sandbox user and login URL when it uses JWT (the key stays in production's Secret).
+const (
+	sandboxUsernameKey = "username"
+	sandboxLoginURLKey = "loginUrl"
+)
+
 // sandboxCredential reads the sandbox's credential from the Secret the operator owns, or derives
 // it through the production org when there is none or force is set.
 func (r *SalesforceOrgReconciler) sandboxCredential(ctx context.Context, sc *orgScope, force bool) (salesforce.Credential, *corev1.Secret, error) {
@@ -61,10 +68,12 @@ func (r *SalesforceOrgReconciler) sandboxCredential(ctx context.Context, sc *org
 		err := r.APIReader.Get(quiet(ctx), key, secret)
 		switch {
 		case err == nil && metav1.IsControlledBy(secret, org):
-			if cred, perr := salesforce.ParseAuthURL(string(secret.Data[sfv1.DefaultAuthSecretKey])); perr == nil {
-				sc.secret = secret
-				org.Status.SandboxAuthSecret = secret.Name
-				return cred, secret, nil
+			if cred, ok, err := r.storedSandboxCredential(ctx, sc, secret); err != nil || ok {
+				if err == nil {
+					sc.secret = secret
+					org.Status.SandboxAuthSecret = secret.Name
+				}
+				return cred, secret, err
 			}
 		case err == nil:
 			return nil, nil, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonSecretUpdateFailed,
@@ -73,9 +82,16 @@ func (r *SalesforceOrgReconciler) sandboxCredential(ctx context.Context, sc *org
 			return nil, nil, unhandled(err, "Reading Secret %q failed", key.Name)
 		}
 	}
-	cred, err := r.authorizeSandbox(ctx, sc)
+	auth, err := r.authorizeSandbox(ctx, sc)
 	if err != nil {
 		return nil, nil, err
+	}
+	data := map[string][]byte{}
+	switch c := auth.Credential.(type) {
+	case salesforce.AuthURL:
+		data[sfv1.DefaultAuthSecretKey] = []byte(c.Reveal())
+	case salesforce.JWTBearer:
+		data[sandboxUsernameKey], data[sandboxLoginURLKey] = []byte(c.Username), []byte(c.LoginURL)
 	}
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: org.Namespace, Name: key.Name}}
 	if _, err := controllerutil.CreateOrUpdate(quiet(ctx), r.Client, secret, func() error {
@@ -85,7 +101,7 @@ func (r *SalesforceOrgReconciler) sandboxCredential(ctx context.Context, sc *org
 		secret.Labels["app.kubernetes.io/managed-by"] = "salesforce-operator"
 		secret.Labels[sfv1.CredentialLabel] = "true"
 		secret.Type = corev1.SecretTypeOpaque
-		secret.Data = map[string][]byte{sfv1.DefaultAuthSecretKey: []byte(cred.Reveal())}
+		secret.Data = data
 		return controllerutil.SetControllerReference(org, secret, r.Scheme())
 	}); err != nil {
 		return nil, nil, retry(r.retryBase(), sfv1.ReasonSecretUpdateFailed,
@@ -95,11 +111,34 @@ func (r *SalesforceOrgReconciler) sandboxCredential(ctx context.Context, sc *org
 	sc.secret = secret
 	sc.writtenSecretVersion = secret.ResourceVersion
 	org.Status.SandboxAuthSecret = secret.Name
-	return cred, secret, nil
+	return auth.Credential, secret, nil
 }
 
-// authorizeSandbox asks the production org for the sandbox's credential.
-func (r *SalesforceOrgReconciler) authorizeSandbox(ctx context.Context, sc *orgScope) (salesforce.AuthURL, error) {
+// storedSandboxCredential is the credential the owned Secret describes; ok is false when it
+// describes none (derive it again).
+func (r *SalesforceOrgReconciler) storedSandboxCredential(ctx context.Context, sc *orgScope, secret *corev1.Secret) (salesforce.Credential, bool, error) {
+	if raw, ok := secret.Data[sfv1.DefaultAuthSecretKey]; ok {
+		cred, err := salesforce.ParseAuthURL(string(raw))
+		return cred, err == nil, nil
+	}
+	user := string(secret.Data[sandboxUsernameKey])
+	if user == "" {
+		return nil, false, nil
+	}
+	prodCred, err := r.productionCredential(ctx, sc)
+	if err != nil {
+		return nil, false, err
+	}
+	j, ok := prodCred.(salesforce.JWTBearer)
+	if !ok {
+		return nil, false, nil // production changed its credential source: derive again
+	}
+	j.Username, j.LoginURL, j.Sandbox = user, string(secret.Data[sandboxLoginURLKey]), true
+	return j, true, nil
+}
+
+// productionCredential reads the production org's credential, as its own reconcile would.
+func (r *SalesforceOrgReconciler) productionCredential(ctx context.Context, sc *orgScope) (salesforce.Credential, error) {
 	prodScope := &orgScope{org: sc.prod.DeepCopy(), mem: &orgMemory{}}
 	prodCred, _, err := r.credential(ctx, prodScope)
 	if err != nil {
@@ -107,22 +146,23 @@ func (r *SalesforceOrgReconciler) authorizeSandbox(ctx context.Context, sc *orgS
 		if c := findCondition(prodScope.org.Status.Conditions, sfv1.ConditionConnected); c != nil && c.Status == metav1.ConditionFalse {
 			msg += ": " + c.Message
 		}
-		return salesforce.AuthURL{}, wait(r.retryBase(), sfv1.ReasonProductionOrgNotReady, "%s", msg)
+		return nil, wait(r.retryBase(), sfv1.ReasonProductionOrgNotReady, "%s", msg)
+	}
+	sc.prodScope = prodScope
+	return prodCred, nil
+}
+
+// authorizeSandbox asks the production org for the sandbox's credential.
+func (r *SalesforceOrgReconciler) authorizeSandbox(ctx context.Context, sc *orgScope) (*salesforce.SandboxAuthorization, error) {
+	prodCred, err := r.productionCredential(ctx, sc)
+	if err != nil {
+		return nil, err
 	}
 	var persist salesforce.Persist
 	if a, ok := prodCred.(salesforce.AuthURL); ok {
-		persist = r.persistFor(prodScope, a)
+		persist = r.persistFor(sc.prodScope, a)
 	}
-	auth, err := r.Salesforce.AuthorizeSandbox(ctx, prodCred, persist, sc.org.Spec.SandboxOf.SandboxName)
-	if err != nil {
-		return salesforce.AuthURL{}, err
-	}
-	a, ok := auth.Credential.(salesforce.AuthURL)
-	if !ok {
-		return salesforce.AuthURL{}, &salesforce.Error{Reason: salesforce.ReasonAuthConfigInvalid,
-			Message: "the production org authenticates with JWT; a sandbox authorised through it is not supported yet: give the sandbox its own jwt credential"}
-	}
-	return a, nil
+	return r.Salesforce.AuthorizeSandbox(ctx, prodCred, persist, sc.org.Spec.SandboxOf.SandboxName)
 }
 
 // isCheckError is an error of the Salesforce client (a check outcome), as opposed to a typed

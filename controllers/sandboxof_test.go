@@ -137,3 +137,39 @@ func assertNoIssuedSecretIn(t *testing.T, ns string) {
 		}
 	}
 }
+
+// A production org on JWT bearer authorises its sandboxes with the same app and key, for the
+// sandbox user: the operator keeps only the user and login URL, never a copy of the key.
+func TestSandboxAuthorisedThroughAJWTProduction(t *testing.T) {
+	ns := newNamespace(t)
+	ctx := context.Background()
+	prodFake := fakeSF.AddOrg(sftest.OrgSpec{Name: ns + "-prod", Kind: sftest.Production})
+	key, user, keyPEM := prodFake.JWT()
+	putKeySecret(t, ns, "prod-jwt", map[string][]byte{"tls.key": keyPEM})
+	mustCreate(t, jwtOrg(ns, "prod", sfv1.OrgTypeProduction, key, user, "prod-jwt"))
+	waitOrgReady(t, ns, "prod", metav1.ConditionTrue, sfv1.ReasonConnected)
+	sbFake := fakeSF.AddOrg(sftest.OrgSpec{Name: ns + "-uat", Kind: sftest.Sandbox, Production: prodFake, SandboxName: "uat"})
+
+	mustCreate(t, sandboxOfOrg(ns, "uat", "prod", "uat"))
+	got := waitOrgReady(t, ns, "uat", metav1.ConditionTrue, sfv1.ReasonConnected)
+	if got.Status.OrgID != sbFake.OrgID() || got.Status.Username != sbFake.Username() {
+		t.Fatalf("status: org %s as %s, want %s as %s", got.Status.OrgID, got.Status.Username, sbFake.OrgID(), sbFake.Username())
+	}
+	owned := &corev1.Secret{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "uat-sandbox-auth"}, owned); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range owned.Data {
+		if strings.Contains(string(v), "PRIVATE KEY") {
+			t.Fatalf("the sandbox's Secret holds a copy of the production key under %q", k)
+		}
+	}
+	oldID := sbFake.OrgID()
+	sbFake.RefreshSandbox()
+	waitHandled(t, ns, "uat", requestCheck(t, ns, "uat"))
+	got = waitOrgReady(t, ns, "uat", metav1.ConditionTrue, sfv1.ReasonConnected)
+	if got.Status.OrgID == oldID || got.Status.OrgID != sbFake.OrgID() {
+		t.Fatalf("after the refresh: status.orgId %s, want %s", got.Status.OrgID, sbFake.OrgID())
+	}
+	eventually(t, "a SandboxRefreshed event", func() string { return findEvent(t, ns, "uat", "Normal", sfv1.ReasonSandboxRefreshed) })
+}

@@ -280,6 +280,15 @@ func (s *Server) jwtLocked(assertion string) reply {
 	case jws.Verify(assertion, &o.jwtKey.PublicKey) != nil:
 		return oauthErrorReply("invalid_grant", "invalid assertion")
 	}
+	// A production org's connected app is copied into its sandboxes: the same consumer key and
+	// certificate grant a sandbox user's assertion, at the sandbox audience.
+	if !strings.EqualFold(claims.Sub, o.spec.Username) {
+		for _, sb := range s.sandboxesLocked(o) {
+			if strings.EqualFold(claims.Sub, sb.spec.Username) {
+				o = sb
+			}
+		}
+	}
 	aud := "https://login.salesforce.com"
 	if o.spec.Kind == Sandbox || o.spec.Kind == Scratch {
 		aud = "https://test.salesforce.com"

@@ -84,7 +84,7 @@ func (s *Server) sandboxAuthLocked(prod *Org, method string, body []byte) reply 
 	if req.ClientID == "" || req.SandboxName == "" || req.CallbackURL == "" {
 		return restErrorReply(http.StatusBadRequest, "INVALID_INPUT", "clientId, sandboxName and callbackUrl are required.")
 	}
-	if req.ClientID != prod.spec.ClientID {
+	if req.ClientID != prod.spec.ClientID && (prod.consumerKey == "" || req.ClientID != prod.consumerKey) {
 		return restErrorReply(http.StatusBadRequest, "INVALID_INPUT", "The connected app "+req.ClientID+" does not exist in this org.")
 	}
 	var sb *Org
