@@ -460,7 +460,15 @@ func TestFiftyOrgsConnectAtOnce(t *testing.T) {
 // issued, to any test, must be absent from the manager's logs, every event and every status.
 func TestNoCredentialLeaks(t *testing.T) {
 	ns := newNamespace(t)
-	fo, _ := connectedOrg(t, ns, "leak", sftest.Production, sfv1.OrgTypeProduction)
+	fo := fakeSF.AddOrg(sftest.OrgSpec{Name: ns + "-leak", Kind: sftest.Production})
+	// Client-side apply, as many users create Secrets: the whole Secret, credential included, goes
+	// into its last-applied-configuration annotation.
+	kubectlIn(t, `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"leak-auth","namespace":"`+ns+
+		`","labels":{"salesforce.sfops.io/credential":"true"}},"stringData":{"sfdxAuthUrl":"`+fo.AuthURL()+`"}}`, "apply", "-f", "-")
+	org := newOrg(ns, "leak", sfv1.OrgTypeProduction, "leak-auth")
+	org.Spec.CheckInterval = &metav1.Duration{Duration: time.Hour}
+	mustCreate(t, org)
+	waitOrgReady(t, ns, "leak", metav1.ConditionTrue, sfv1.ReasonConnected)
 	fo.SetRotateRefreshTokens(true)
 	fo.ExpireAccessTokens()
 	waitHandled(t, ns, "leak", requestCheck(t, ns, "leak"))
@@ -487,6 +495,15 @@ func TestNoCredentialLeaks(t *testing.T) {
 	}
 	for _, o := range orgs.Items {
 		haystacks = append(haystacks, fmt.Sprintf("%+v", o.Status), fmt.Sprintf("%v", o.Annotations))
+	}
+	// What the manager keeps in memory of Secrets: their metadata, never a credential.
+	cached := &metav1.PartialObjectMetadataList{}
+	cached.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+	if err := mgrCache.List(context.Background(), cached); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range cached.Items {
+		haystacks = append(haystacks, fmt.Sprintf("%+v", m.ObjectMeta))
 	}
 	for _, s := range secrets {
 		for i, h := range haystacks {
