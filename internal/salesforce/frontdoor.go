@@ -1,0 +1,110 @@
+package salesforce
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+)
+
+// FrontdoorURL returns a one-time link that logs a browser into the org: the frontdoor_uri of
+// GET /services/oauth2/singleaccess, as `sf org open --url-only` gets it. The link is a
+// credential: the caller may show it to the person who asked for it and nowhere else. persist
+// saves a rotation of cred's refresh token, as in CheckWith (nil when cred cannot rotate).
+func (c *Client) FrontdoorURL(ctx context.Context, cred Credential, persist Persist) (string, error) {
+	cr, err := credentialValue(cred)
+	if err != nil {
+		return "", err
+	}
+	if err := cr.validate(c); err != nil {
+		return "", err
+	}
+	s := c.sessionFor(cr)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if persist != nil {
+		if err := c.persistPending(ctx, s, cr, persist); err != nil {
+			return "", err
+		}
+	}
+	link, err := c.frontdoor(ctx, s, cr, persist)
+	if err != nil {
+		return "", scrub(err, append(append(cr.secrets(), s.cred.secrets()...), s.access)...)
+	}
+	return link, nil
+}
+
+// errSessionRefused is singleaccess refusing the access token: 401, or 403 for an expired one.
+var errSessionRefused = errors.New("session refused")
+
+func (c *Client) frontdoor(ctx context.Context, s *session, asked Credential, persist Persist) (string, error) {
+	fresh := false
+	if s.access == "" {
+		if err := c.login(ctx, s, asked, persist); err != nil {
+			return "", err
+		}
+		fresh = true
+	}
+	link, err := c.singleAccess(ctx, s)
+	if errors.Is(err, errSessionRefused) && !fresh {
+		s.access = ""
+		if err := c.login(ctx, s, asked, persist); err != nil {
+			return "", err
+		}
+		link, err = c.singleAccess(ctx, s)
+	}
+	if errors.Is(err, errSessionRefused) {
+		return "", &Error{Reason: ReasonCredentialRejected,
+			Message: "Salesforce refused a freshly issued access token for a login link; check that the user may log in to the org through the connected app"}
+	}
+	return link, err
+}
+
+func (c *Client) singleAccess(ctx context.Context, s *session) (string, error) {
+	cctx, p, cancel := c.call(ctx, "singleaccess")
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, http.MethodGet, s.instanceURL+"/services/oauth2/singleaccess", nil)
+	if err != nil {
+		return "", &Error{Reason: ReasonServerError, Message: "the singleaccess request could not be built"}
+	}
+	req.Header.Set("Authorization", "Bearer "+s.access)
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		err = c.transportError(ctx, req.URL.Host, err)
+		c.observeCall(p, err)
+		return "", err
+	}
+	_ = resp.Body.Close()
+	if p.status == http.StatusForbidden && !isHTML(p.header, p.body) {
+		if code, _ := restErrorText(p.body); code == "" || code == "INVALID_SESSION_ID" || code == "INVALID_AUTH_HEADER" {
+			c.observeCall(p, &unauthorizedError{})
+			return "", errSessionRefused
+		}
+	}
+	if err := restError(p.status, p.header, p.body); err != nil {
+		var ua *unauthorizedError
+		if errors.As(err, &ua) {
+			c.observeCall(p, err)
+			return "", errSessionRefused
+		}
+		c.observeCall(p, err)
+		return "", err
+	}
+	c.observeCall(p, nil)
+	var ans struct {
+		FrontdoorURI string `json:"frontdoor_uri"`
+	}
+	if err := json.Unmarshal(p.body, &ans); err != nil || ans.FrontdoorURI == "" {
+		return "", &Error{Reason: ReasonServerError, Message: "Salesforce's singleaccess answer has no frontdoor_uri"}
+	}
+	u, err := url.Parse(ans.FrontdoorURI)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return "", &Error{Reason: ReasonServerError, Message: "Salesforce's singleaccess answer is not an https link"}
+	}
+	if _, err := c.allow.check(u.Host); err != nil {
+		return "", &Error{Reason: ReasonHostNotAllowed, Message: "Salesforce's login link points at " + serverText(u.Host) + ", which is not allowed (" + hostWhy(err) + ")"}
+	}
+	return ans.FrontdoorURI, nil
+}
