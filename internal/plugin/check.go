@@ -1,0 +1,53 @@
+package plugin
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+func (o *options) testCommand() *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "test NAME",
+		Short: "Ask the operator to check an org now, wait for its answer, exit non-zero unless Connected",
+		Long: `Test a SalesforceOrg's connection now: sets the salesforce.sfops.io/reconcile-requested-at
+annotation, waits until the operator echoes it to status.lastHandledReconcileAt, and prints the
+connection with its reason and message. Exit code 0 when Connected, 1 when not, 2 when the
+operator did not answer in time (or the org could not be read): usable in CI.`,
+		Example: `  kubectl salesforce test acme-uat
+  kubectl salesforce test acme-uat --timeout 30s || echo "acme-uat is not connected"`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, name := cmd.Context(), args[0]
+			ns, err := o.namespace()
+			if err != nil {
+				return err
+			}
+			kc, err := o.client()
+			if err != nil {
+				return err
+			}
+			org, found, err := getOrg(ctx, kc, ns, name)
+			if err != nil {
+				return err
+			}
+			if !found {
+				return fmt.Errorf("SalesforceOrg %s/%s not found", ns, name)
+			}
+			v, err := requestCheck(ctx, kc, org)
+			if err != nil {
+				return err
+			}
+			ans, err := waitForAnswer(ctx, kc, types.NamespacedName{Namespace: ns, Name: name}, v, timeout)
+			if err != nil {
+				return err
+			}
+			return report(cmd.OutOrStdout(), ans)
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "How long to wait for the operator's answer.")
+	return cmd
+}
