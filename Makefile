@@ -60,8 +60,9 @@ bench: envtest ## Run the benchmarks.
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager binary into bin/manager.
+build: ## Build the manager (bin/manager) and the kubectl plugin (bin/kubectl-salesforce).
 	$(GO) build -o bin/manager .
+	$(GO) build -o bin/kubectl-salesforce ./cmd/kubectl-salesforce
 
 .PHONY: run
 run: envtest ## Run the operator: against KUBECONFIG's cluster if reachable, else on an embedded local control plane.

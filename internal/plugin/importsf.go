@@ -231,7 +231,11 @@ func (o *options) importFromSF(ctx context.Context, cmd *cobra.Command, aliases 
 		}
 		for _, s := range picked {
 			name := objectName(firstNonEmpty(s.Alias, s.Username))
-			if err := printer.PrintObj(newOrg(ns, name, string(s.orgType()), name+"-auth"), out); err != nil {
+			obj, err := manifest(newOrg(ns, name, string(s.orgType()), name+"-auth"))
+			if err != nil {
+				return err
+			}
+			if err := printer.PrintObj(obj, out); err != nil {
 				return err
 			}
 		}

@@ -10,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -192,11 +194,26 @@ func (lo *loginOptions) printDryRun(cmd *cobra.Command, ns, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := printer.PrintObj(newOrg(ns, name, lo.orgType, secretName), cmd.OutOrStdout()); err != nil {
+	obj, err := manifest(newOrg(ns, name, lo.orgType, secretName))
+	if err != nil {
+		return err
+	}
+	if err := printer.PrintObj(obj, cmd.OutOrStdout()); err != nil {
 		return err
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "The credential is not in this output. Once the org is applied, run: kubectl salesforce login %s -n %s\n", name, ns)
 	return nil
+}
+
+// manifest is org as a GitOps repository holds it: no status.
+func manifest(org *sfv1.SalesforceOrg) (runtime.Object, error) {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(org)
+	if err != nil {
+		return nil, err
+	}
+	delete(m, "status")
+	unstructured.RemoveNestedField(m, "metadata", "creationTimestamp")
+	return &unstructured.Unstructured{Object: m}, nil
 }
 
 func newOrg(ns, name, orgType, secretName string) *sfv1.SalesforceOrg {
