@@ -1,11 +1,10 @@
 package plugin
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 func (o *options) testCommand() *cobra.Command {
@@ -21,27 +20,16 @@ operator did not answer in time (or the org could not be read): usable in CI.`,
   kubectl salesforce test acme-uat --timeout 30s || echo "acme-uat is not connected"`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, name := cmd.Context(), args[0]
-			ns, err := o.namespace()
+			ctx := cmd.Context()
+			kc, org, err := o.existingOrg(ctx, args[0])
 			if err != nil {
 				return err
-			}
-			kc, err := o.client()
-			if err != nil {
-				return err
-			}
-			org, found, err := getOrg(ctx, kc, ns, name)
-			if err != nil {
-				return err
-			}
-			if !found {
-				return fmt.Errorf("SalesforceOrg %s/%s not found", ns, name)
 			}
 			v, err := requestCheck(ctx, kc, org)
 			if err != nil {
 				return err
 			}
-			ans, err := waitForAnswer(ctx, kc, types.NamespacedName{Namespace: ns, Name: name}, v, timeout)
+			ans, err := waitForAnswer(ctx, kc, client.ObjectKeyFromObject(org), v, timeout)
 			if err != nil {
 				return err
 			}

@@ -152,3 +152,23 @@ func getOrg(ctx context.Context, c client.Client, ns, name string) (org *sfv1.Sa
 	}
 	return org, true, nil
 }
+
+// existingOrg reads the SalesforceOrg name of the command's namespace, which must exist.
+func (o *options) existingOrg(ctx context.Context, name string) (client.Client, *sfv1.SalesforceOrg, error) {
+	ns, err := o.namespace()
+	if err != nil {
+		return nil, nil, err
+	}
+	kc, err := o.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	org, found, err := getOrg(ctx, kc, ns, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !found {
+		return nil, nil, fmt.Errorf("SalesforceOrg %s/%s not found", ns, name)
+	}
+	return kc, org, nil
+}

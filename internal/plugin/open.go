@@ -35,20 +35,9 @@ Should Salesforce rotate the refresh token meanwhile, the new one is written bac
 }
 
 func (o *options) open(ctx context.Context, cmd *cobra.Command, name string, urlOnly bool) error {
-	ns, err := o.namespace()
+	kc, org, err := o.existingOrg(ctx, name)
 	if err != nil {
 		return err
-	}
-	kc, err := o.client()
-	if err != nil {
-		return err
-	}
-	org, found, err := getOrg(ctx, kc, ns, name)
-	if err != nil {
-		return err
-	}
-	if !found {
-		return fmt.Errorf("SalesforceOrg %s/%s not found", ns, name)
 	}
 	cred, persist, err := orgCredential(ctx, kc, org)
 	if err != nil {
