@@ -256,7 +256,7 @@ func TestErrorClasses(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := sftest.NewServer(t)
 			o := s.AddOrg(sftest.OrgSpec{})
-			c := newClient(t, s, func(o *salesforce.Options) { o.Timeout = 2 * time.Second // well above a loaded machine's answers, well below the 5 s slow delay })
+			c := newClient(t, s, func(o *salesforce.Options) { o.Timeout = 2 * time.Second }) // above a loaded machine's answers, below the 5 s slow delay
 			a := authURL(t, o)
 			if tt.cached {
 				check(t, c, a)
