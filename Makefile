@@ -24,6 +24,10 @@ manifests: ## Generate CRDs, RBAC and webhook manifests into config/.
 generate: ## Generate DeepCopy methods (zz_generated.deepcopy.go).
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
+.PHONY: chart
+chart: ## Generate the Helm chart's templates and CRDs (charts/salesforce-operator) from config/.
+	cd hack/platform && $(GO) run . -root ../..
+
 .PHONY: fmt
 fmt: ## Run gofmt on the code.
 	gofmt -l -w $$(git ls-files '*.go' | grep -v '^hack/envtest/')
@@ -52,6 +56,13 @@ fidelity: ## Run the real Salesforce CLI against the fake Salesforce (installs i
 .PHONY: bench-scale
 bench-scale: envtest ## Scale benchmark: 500 to 10,000 orgs, 100 ms Salesforce latency; writes bin/bench/scale.{json,csv,png} (ORGS=500,2000 for a shorter run).
 	$(GO) run ./hack/benchscale $(if $(ORGS),--orgs $(ORGS))
+
+.PHONY: test-platform
+test-platform: ## Test the Helm chart against config/ (helm lint, helm template), the alerts (promtool test rules) and the dashboard.
+	bash hack/platform/promtool.sh bin/promtool
+	@echo "building helm (pinned in hack/platform/go.mod; a few minutes the first time, cached after)" >&2
+	cd hack/platform && $(GO) tool helm version >/dev/null
+	cd hack/platform && $(GO) vet ./... && PROMTOOL=$(CURDIR)/bin/promtool $(GO) test -count=1 ./... $(TESTFLAGS)
 
 .PHONY: bench
 bench: envtest ## Run the benchmarks.

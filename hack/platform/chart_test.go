@@ -1,0 +1,311 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+)
+
+const root = "../.."
+
+var chartDir = filepath.Join(root, "charts", chartName)
+
+// helm runs the helm CLI pinned in this module's go.mod (go tool builds it once, then caches it).
+func helm(args ...string) (string, error) {
+	cmd := exec.Command("go", append([]string{"tool", "helm"}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String(), fmt.Errorf("helm %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// helmTemplate renders the chart as `helm install salesforce-operator -n salesforce-operator-system`
+// would, CRDs included.
+func helmTemplate(t *testing.T, release, namespace string, args ...string) []object {
+	t.Helper()
+	out, err := helm(append([]string{"template", release, chartDir, "--namespace", namespace, "--include-crds"}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := SplitYAML([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+func TestChartIsGenerated(t *testing.T) {
+	want, err := chartFiles(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range want {
+		got, err := os.ReadFile(filepath.Join(chartDir, name))
+		if err != nil || string(got) != text {
+			t.Errorf("%s is not what config/ generates: run make chart", name)
+		}
+	}
+	onDisk, _ := filepath.Glob(filepath.Join(chartDir, "templates", "*.yaml"))
+	crds, _ := filepath.Glob(filepath.Join(chartDir, "crds", "*.yaml"))
+	for _, f := range append(onDisk, crds...) {
+		rel, _ := filepath.Rel(chartDir, f)
+		b, _ := os.ReadFile(f)
+		if _, ok := want[rel]; !ok && (strings.HasPrefix(string(b), header) || strings.HasPrefix(rel, "crds")) {
+			t.Errorf("%s is generated but config/ no longer has its object: run make chart", rel)
+		}
+	}
+}
+
+func TestHelmLint(t *testing.T) {
+	for _, args := range [][]string{
+		nil,
+		{"--set", "namespaced.enabled=true,namespaced.watchNamespaces={team-a},networkPolicy.enabled=true",
+			"--set", "metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true",
+			"--set", "metrics.readerServiceAccount.name=prometheus,metrics.readerServiceAccount.namespace=monitoring"},
+	} {
+		if out, err := helm(append([]string{"lint", "--strict", chartDir}, args...)...); err != nil {
+			t.Errorf("%v\n%s", err, out)
+		}
+	}
+}
+
+// The labels that tell how an object was installed: Helm's, and kustomize's managed-by. The chart
+// also sets app.kubernetes.io/name on config/namespaced's own objects, which lack it.
+var installLabels = []string{"app.kubernetes.io/name", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance", "app.kubernetes.io/version", "helm.sh/chart"}
+
+func normalize(objs []object) map[string]object {
+	byKey := map[string]object{}
+	for _, o := range objs {
+		if o["kind"] == "Namespace" {
+			continue // the chart installs into the release's namespace (helm install --create-namespace)
+		}
+		meta := o["metadata"].(map[string]any)
+		if labels, ok := meta["labels"].(map[string]any); ok {
+			for _, l := range installLabels {
+				delete(labels, l)
+			}
+			if len(labels) == 0 {
+				delete(meta, "labels")
+			}
+		}
+		byKey[fmt.Sprintf("%s/%v", Key(o), meta["namespace"])] = o
+	}
+	return byKey
+}
+
+// TestChartInstallsWhatKustomizeDoes renders the chart with the values that choose each of
+// config/'s variants, and kustomize's rendering of that variant, and compares them object by object.
+func TestChartInstallsWhatKustomizeDoes(t *testing.T) {
+	kustomize := func(dirs ...string) func() ([]object, error) {
+		return func() ([]object, error) {
+			var all []object
+			for _, d := range dirs {
+				objs, err := Kustomize(filepath.Join(root, "config", d))
+				if err != nil {
+					return nil, err
+				}
+				all = append(all, objs...)
+			}
+			return all, nil
+		}
+	}
+	for _, tc := range []struct {
+		name      string
+		values    []string
+		kustomize func() ([]object, error)
+	}{
+		{"config/default", nil, kustomize("default")},
+		{"config/namespaced", []string{"namespaced.enabled=true"}, kustomize("namespaced")},
+		{"config/network-policy", []string{"networkPolicy.enabled=true"}, func() ([]object, error) { return WithNetworkPolicy(root) }},
+		{"config/prometheus", []string{"metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true"}, kustomize("default", "prometheus")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var args []string
+			for _, v := range tc.values {
+				args = append(args, "--set", v)
+			}
+			chart := normalize(helmTemplate(t, chartName, kustomizeNamespace, args...))
+			want, err := tc.kustomize()
+			if err != nil {
+				t.Fatal(err)
+			}
+			kust := normalize(want)
+			for _, k := range sortedKeys(kust) {
+				got, ok := chart[k]
+				if !ok {
+					t.Errorf("the chart lacks %s", k)
+					continue
+				}
+				if !reflect.DeepEqual(got, kust[k]) {
+					g, _ := json.MarshalIndent(got, "", "  ")
+					w, _ := json.MarshalIndent(kust[k], "", "  ")
+					t.Errorf("%s differs.\nchart:\n%s\nkustomize:\n%s", k, g, w)
+				}
+			}
+			for _, k := range sortedKeys(chart) {
+				if _, ok := kust[k]; !ok {
+					t.Errorf("the chart has %s, which %s does not", k, tc.name)
+				}
+			}
+		})
+	}
+}
+
+func sortedKeys(m map[string]object) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func find(t *testing.T, objs []object, kind, namespace, name string) object {
+	t.Helper()
+	for _, o := range objs {
+		meta := o["metadata"].(map[string]any)
+		if o["kind"] == kind && meta["name"] == name && (namespace == "" || meta["namespace"] == namespace) {
+			return o
+		}
+	}
+	t.Fatalf("no %s %s/%s rendered", kind, namespace, name)
+	return nil
+}
+
+func get(o any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			o = o.(map[string]any)[k]
+		case int:
+			o = o.([]any)[k]
+		}
+	}
+	return o
+}
+
+// TestValuesLand sets every value away from its default, under another release name and
+// namespace, and finds each where it belongs; every name one object gives another resolves.
+func TestValuesLand(t *testing.T) {
+	objs := helmTemplate(t, "sf", "ops",
+		"--set", "image.repository=registry.example.test/sf,image.tag=v1.2.3,image.pullPolicy=Always",
+		"--set", "replicaCount=3,resources.limits.memory=1Gi,extraArgs={--zap-log-level=debug}",
+		"--set", "nodeSelector.pool=ops,imagePullSecrets[0].name=pull",
+		"--set", "namespaced.enabled=true,namespaced.watchNamespaces={team-a,team-b}",
+		"--set", "metrics.serviceMonitor.enabled=true,metrics.serviceMonitor.labels.release=prom",
+		"--set", "metrics.readerServiceAccount.name=prometheus,metrics.readerServiceAccount.namespace=monitoring")
+	const prefix = "sf-salesforce-operator-"
+
+	d := find(t, objs, "Deployment", "ops", prefix+"controller-manager")
+	c := get(d, "spec", "template", "spec", "containers", 0)
+	for _, check := range []struct {
+		what      string
+		got, want any
+	}{
+		{"image", get(c, "image"), "registry.example.test/sf:v1.2.3"},
+		{"imagePullPolicy", get(c, "imagePullPolicy"), "Always"},
+		{"replicas", get(d, "spec", "replicas"), float64(3)},
+		{"memory limit", get(c, "resources", "limits", "memory"), "1Gi"},
+		{"cpu request", get(c, "resources", "requests", "cpu"), "10m"},
+		{"nodeSelector", get(d, "spec", "template", "spec", "nodeSelector", "pool"), "ops"},
+		{"imagePullSecrets", get(d, "spec", "template", "spec", "imagePullSecrets", 0, "name"), "pull"},
+		{"serviceAccountName", get(d, "spec", "template", "spec", "serviceAccountName"), prefix + "controller-manager"},
+	} {
+		if !reflect.DeepEqual(check.got, check.want) {
+			t.Errorf("%s: got %v, want %v", check.what, check.got, check.want)
+		}
+	}
+	args := fmt.Sprint(get(c, "args"))
+	for _, want := range []string{"--watch-namespaces=ops,team-a,team-b", "--zap-log-level=debug"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("the manager's args %s lack %s", args, want)
+		}
+	}
+
+	// Namespaced: the manager's Role and RoleBinding in every watched namespace, bound to its account.
+	for _, ns := range []string{"ops", "team-a", "team-b"} {
+		find(t, objs, "Role", ns, prefix+"manager-role")
+		rb := find(t, objs, "RoleBinding", ns, prefix+"manager-rolebinding")
+		if s := get(rb, "subjects", 0); get(s, "name") != prefix+"controller-manager" || get(s, "namespace") != "ops" {
+			t.Errorf("RoleBinding in %s binds %v", ns, s)
+		}
+	}
+	for _, o := range objs {
+		if o["kind"] == "ClusterRole" && get(o, "metadata", "name") == prefix+"manager-role" {
+			t.Error("namespaced mode still renders the manager's ClusterRole")
+		}
+	}
+
+	// Webhooks: their Service exists, and the certificate names it in this namespace.
+	svc := find(t, objs, "Service", "ops", prefix+"webhook-service")
+	cert := find(t, objs, "Certificate", "ops", prefix+"serving-cert")
+	if dns := fmt.Sprint(get(cert, "spec", "dnsNames")); !strings.Contains(dns, prefix+"webhook-service.ops.svc") {
+		t.Errorf("the certificate's dnsNames %s do not name the webhook Service", dns)
+	}
+	find(t, objs, "Issuer", "ops", fmt.Sprint(get(cert, "spec", "issuerRef", "name")))
+	if get(cert, "spec", "secretName") != get(d, "spec", "template", "spec", "volumes", 0, "secret", "secretName") {
+		t.Error("the Deployment does not mount the certificate's Secret")
+	}
+	for _, kind := range []string{"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"} {
+		for _, o := range objs {
+			if o["kind"] != kind {
+				continue
+			}
+			if ann := get(o, "metadata", "annotations", "cert-manager.io/inject-ca-from"); ann != "ops/"+prefix+"serving-cert" {
+				t.Errorf("%s injects the CA of %v", kind, ann)
+			}
+			for _, wh := range get(o, "webhooks").([]any) {
+				if s := get(wh, "clientConfig", "service"); get(s, "name") != get(svc, "metadata", "name") || get(s, "namespace") != "ops" {
+					t.Errorf("%s calls %v", kind, s)
+				}
+			}
+		}
+	}
+
+	sm := find(t, objs, "ServiceMonitor", "ops", prefix+"controller-manager-metrics")
+	if get(sm, "metadata", "labels", "release") != "prom" {
+		t.Error("metrics.serviceMonitor.labels did not land on the ServiceMonitor")
+	}
+	metrics := find(t, objs, "Service", "ops", prefix+"controller-manager-metrics")
+	if !reflect.DeepEqual(get(sm, "spec", "selector", "matchLabels"), get(metrics, "spec", "selector")) ||
+		get(sm, "spec", "endpoints", 0, "port") != get(metrics, "spec", "ports", 0, "name") {
+		t.Error("the ServiceMonitor does not select the metrics Service's port")
+	}
+	crb := find(t, objs, "ClusterRoleBinding", "", prefix+"metrics-reader")
+	find(t, objs, "ClusterRole", "", fmt.Sprint(get(crb, "roleRef", "name")))
+	if s := get(crb, "subjects", 0); get(s, "name") != "prometheus" || get(s, "namespace") != "monitoring" {
+		t.Errorf("the metrics reader binding binds %v", s)
+	}
+
+	// Every binding's role, and every object's namespace, exists or is watched.
+	for _, o := range objs {
+		if k := o["kind"]; k == "RoleBinding" || k == "ClusterRoleBinding" {
+			ns := ""
+			if get(o, "roleRef", "kind") == "Role" {
+				ns = fmt.Sprint(get(o, "metadata", "namespace"))
+			}
+			find(t, objs, fmt.Sprint(get(o, "roleRef", "kind")), ns, fmt.Sprint(get(o, "roleRef", "name")))
+		}
+		if ns, ok := get(o, "metadata").(map[string]any)["namespace"]; ok && !slices.Contains([]any{"ops", "team-a", "team-b"}, ns) {
+			t.Errorf("%s is in namespace %v", Key(o), ns)
+		}
+	}
+}
+
+func TestUnsupportedCertSourceIsRefused(t *testing.T) {
+	_, err := helm("template", chartName, chartDir, "--set", "webhook.certSource=selfSigned")
+	if err == nil || !strings.Contains(err.Error(), `webhook.certSource "selfSigned" is not supported`) {
+		t.Errorf("expected a refusal naming the value, got %v", err)
+	}
+}
