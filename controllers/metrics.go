@@ -7,7 +7,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
-// Metrics served on the manager's metrics endpoint. Per-org series are deleted with the org.
+// Metrics served on the manager's metrics endpoint. Per-org series are deleted with the org, and
+// while it is not checked (Inactive, or its implementation suspended), so that alerts on
+// salesforce_org_connected == 0 only ever mean a failed check.
 var (
 	orgConnected = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "salesforce_org_connected",
@@ -16,6 +18,10 @@ var (
 	orgAPIRemaining = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "salesforce_org_api_requests_remaining",
 		Help: "Daily API requests the org has left, as of the last check.",
+	}, []string{"namespace", "name"})
+	orgAPIMax = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "salesforce_org_api_requests_max",
+		Help: "The org's daily API request limit, as of the last check.",
 	}, []string{"namespace", "name"})
 	orgLastSuccess = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "salesforce_org_last_successful_check_timestamp_seconds",
@@ -33,7 +39,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(orgConnected, orgAPIRemaining, orgLastSuccess, salesforceCalls, checkDuration)
+	metrics.Registry.MustRegister(orgConnected, orgAPIRemaining, orgAPIMax, orgLastSuccess, salesforceCalls, checkDuration)
 }
 
 // ObserveSalesforceCall is the salesforce.Options.Observe hook: one count per HTTP request.
@@ -42,7 +48,7 @@ func ObserveSalesforceCall(endpoint, outcome string, _ time.Duration) {
 }
 
 func forgetOrgMetrics(namespace, name string) {
-	for _, v := range []*prometheus.GaugeVec{orgConnected, orgAPIRemaining, orgLastSuccess} {
+	for _, v := range []*prometheus.GaugeVec{orgConnected, orgAPIRemaining, orgAPIMax, orgLastSuccess} {
 		v.DeleteLabelValues(namespace, name)
 	}
 }

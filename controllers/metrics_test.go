@@ -66,6 +66,7 @@ func TestMetrics(t *testing.T) {
 	positive := func(v float64) bool { return v > 0 }
 	expect("salesforce_org_connected", org, func(v float64) bool { return v == 1 })
 	expect("salesforce_org_api_requests_remaining", org, positive)
+	expect("salesforce_org_api_requests_max", org, positive)
 	expect("salesforce_org_last_successful_check_timestamp_seconds", org, positive)
 	expect("salesforce_api_calls_total", map[string]string{"endpoint": "composite", "outcome": "ok"}, positive)
 	expect("salesforce_api_calls_total", map[string]string{"endpoint": "token", "outcome": "ok"}, positive)
@@ -77,6 +78,20 @@ func TestMetrics(t *testing.T) {
 	waitOrgReady(t, ns, "m", metav1.ConditionFalse, sfv1.ReasonCredentialRejected)
 	expect("salesforce_org_connected", org, func(v float64) bool { return v == 0 })
 	expect("salesforce_api_calls_total", map[string]string{"endpoint": "token", "outcome": "rejected"}, positive)
+
+	// An org that is not checked exports no series: an alert on connected == 0 means a failed check.
+	o := getOrg(t, ns, "m")
+	o.Spec.State = sfv1.StateInactive
+	if err := k8s.Update(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	waitOrgReady(t, ns, "m", metav1.ConditionTrue, sfv1.ReasonInactive)
+	eventually(t, "the Inactive org's series to go", func() string {
+		if _, found := metricValue(t, "salesforce_org_connected", org); found {
+			return "still exported"
+		}
+		return ""
+	})
 
 	// Deleting the org deletes its series.
 	if err := k8s.Delete(context.Background(), getOrg(t, ns, "m")); err != nil {

@@ -330,7 +330,7 @@ func (r *SalesforceOrgReconciler) idle(sc *orgScope) (summary, bool) {
 	}
 	org.Status.Connection = sfv1.ConnectionUnknown
 	setCondition(org, sfv1.ConditionConnected, metav1.ConditionUnknown, sum.reason, sum.message)
-	orgConnected.WithLabelValues(org.Namespace, org.Name).Set(0)
+	forgetOrgMetrics(org.Namespace, org.Name) // not checked: no series, so no alert
 	return sum, true
 }
 
@@ -587,6 +587,7 @@ func (r *SalesforceOrgReconciler) recordFacts(ctx context.Context, sc *orgScope,
 	setCondition(org, sfv1.ConditionConnected, metav1.ConditionTrue, sfv1.ReasonConnected, msg)
 	orgConnected.WithLabelValues(org.Namespace, org.Name).Set(1)
 	orgAPIRemaining.WithLabelValues(org.Namespace, org.Name).Set(float64(f.APIRequestsRemaining))
+	orgAPIMax.WithLabelValues(org.Namespace, org.Name).Set(float64(f.APIRequestsMax))
 	orgLastSuccess.WithLabelValues(org.Namespace, org.Name).Set(float64(now.Unix()))
 	if !wasConnected {
 		r.Notify.normal(ctx, org, sfv1.ReasonConnected, "Check", "%s", msg)
