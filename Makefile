@@ -18,7 +18,7 @@ help: ## Show the targets.
 
 .PHONY: manifests
 manifests: ## Generate CRDs, RBAC and webhook manifests into config/.
-	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./api/...;./controllers/...;./internal/webhook/..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./api/...;./controllers/...;./internal/webhook/...;./internal/certs/..." output:crd:artifacts:config=config/crd/bases
 
 .PHONY: generate
 generate: ## Generate DeepCopy methods (zz_generated.deepcopy.go).
@@ -77,10 +77,23 @@ install: manifests ## Install the CRDs into the current cluster.
 uninstall: manifests ## Remove the CRDs from the current cluster (deletes every object of these kinds).
 	$(KUBECTL) delete --ignore-not-found -k config/crd
 
+# What `make deploy` applies: config/default needs nothing in the cluster; config/default-certmanager
+# has cert-manager issue the webhook certificate.
+DEPLOY_CONFIG ?= config/default
+
+.PHONY: deploy-manifests
+deploy-manifests: manifests ## Render DEPLOY_CONFIG with the manager image set to IMG into bin/deploy.yaml (the repository stays untouched).
+	@mkdir -p bin
+	$(KUBECTL) kustomize $(DEPLOY_CONFIG) > bin/deploy.yaml.tmp
+	@grep -q 'image: ghcr.io/sfops/salesforce-operator:dev$$' bin/deploy.yaml.tmp || { echo "$(DEPLOY_CONFIG) has no image ghcr.io/sfops/salesforce-operator:dev to replace" >&2; exit 1; }
+	sed 's|image: ghcr.io/sfops/salesforce-operator:dev$$|image: $(IMG)|' bin/deploy.yaml.tmp > bin/deploy.yaml
+	@rm -f bin/deploy.yaml.tmp
+	@echo "bin/deploy.yaml: $(DEPLOY_CONFIG) with image $(IMG)"
+
 .PHONY: deploy
-deploy: manifests ## Deploy the operator into the current cluster (needs cert-manager for the webhooks).
-	$(KUBECTL) apply --server-side -k config/default
+deploy: deploy-manifests ## Deploy the operator with image IMG into the current cluster (no cert-manager needed; see DEPLOY_CONFIG).
+	$(KUBECTL) apply --server-side -f bin/deploy.yaml
 
 .PHONY: undeploy
 undeploy: ## Remove the operator from the current cluster.
-	$(KUBECTL) delete --ignore-not-found -k config/default
+	$(KUBECTL) delete --ignore-not-found -k $(DEPLOY_CONFIG)
