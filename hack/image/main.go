@@ -260,7 +260,7 @@ func build(o options, ca, bin []byte) (*image, error) {
 			MediaType: mediaTypeManifest, Digest: manifestDigest, Size: len(manifest),
 			Platform: &platform{Architecture: o.arch, OS: "linux"},
 			Annotations: map[string]string{
-				"io.containerd.image.name":         o.name,
+				"io.containerd.image.name":          o.name,
 				"org.opencontainers.image.ref.name": tag,
 			},
 		}},
