@@ -53,11 +53,7 @@ type keyPair struct {
 
 // newCA creates a self-signed CA valid from now for validity.
 func newCA(now time.Time, validity time.Duration) (*keyPair, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	serial, err := newSerial()
+	key, serial, err := newKeyAndSerial()
 	if err != nil {
 		return nil, err
 	}
@@ -84,11 +80,7 @@ func newServing(ca *keyPair, dnsNames []string, now time.Time, validity time.Dur
 	if len(dnsNames) == 0 {
 		return nil, errors.New("a serving certificate needs at least one DNS name")
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	serial, err := newSerial()
+	key, serial, err := newKeyAndSerial()
 	if err != nil {
 		return nil, err
 	}
@@ -114,8 +106,18 @@ func newServing(ca *keyPair, dnsNames []string, now time.Time, validity time.Dur
 	return newKeyPair(der, key)
 }
 
-func newSerial() (*big.Int, error) {
-	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+// newKeyAndSerial makes a P-256 key (the API server and every TLS client take it) and a random
+// 128-bit serial number.
+func newKeyAndSerial() (*ecdsa.PrivateKey, *big.Int, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, serial, nil
 }
 
 func newKeyPair(der []byte, key *ecdsa.PrivateKey) (*keyPair, error) {

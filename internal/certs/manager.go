@@ -126,6 +126,7 @@ func (m *Manager) NeedLeaderElection() bool { return false }
 // Start keeps the certificate until ctx ends: at once, then every Interval, sooner after a failure.
 func (m *Manager) Start(ctx context.Context) error {
 	log := logf.FromContext(ctx).WithName("webhook-certificate")
+	ctx = logf.IntoContext(ctx, log)
 	const firstRetry = time.Second
 	retry := firstRetry
 	for {
@@ -295,31 +296,37 @@ func clone(data map[string][]byte) map[string][]byte {
 
 // inject sets every webhook's caBundle in the named configurations to bundle.
 func (m *Manager) inject(ctx context.Context, bundle []byte) error {
-	if name := m.opts.MutatingWebhookConfiguration; name != "" {
-		cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
-		if err := m.patchCABundle(ctx, name, cfg, bundle, func() []*[]byte {
-			var out []*[]byte
-			for i := range cfg.Webhooks {
-				out = append(out, &cfg.Webhooks[i].ClientConfig.CABundle)
-			}
-			return out
-		}); err != nil {
-			return err
+	mutating := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	validating := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	for _, target := range []struct {
+		name    string
+		obj     client.Object
+		bundles func() []*[]byte
+	}{
+		{m.opts.MutatingWebhookConfiguration, mutating, func() []*[]byte {
+			return caBundles(mutating.Webhooks, func(w *admissionregistrationv1.MutatingWebhook) *[]byte { return &w.ClientConfig.CABundle })
+		}},
+		{m.opts.ValidatingWebhookConfiguration, validating, func() []*[]byte {
+			return caBundles(validating.Webhooks, func(w *admissionregistrationv1.ValidatingWebhook) *[]byte { return &w.ClientConfig.CABundle })
+		}},
+	} {
+		if target.name == "" {
+			continue
 		}
-	}
-	if name := m.opts.ValidatingWebhookConfiguration; name != "" {
-		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-		if err := m.patchCABundle(ctx, name, cfg, bundle, func() []*[]byte {
-			var out []*[]byte
-			for i := range cfg.Webhooks {
-				out = append(out, &cfg.Webhooks[i].ClientConfig.CABundle)
-			}
-			return out
-		}); err != nil {
+		if err := m.patchCABundle(ctx, target.name, target.obj, bundle, target.bundles); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// caBundles points into each webhook's caBundle.
+func caBundles[W any](webhooks []W, of func(*W) *[]byte) []*[]byte {
+	out := make([]*[]byte, len(webhooks))
+	for i := range webhooks {
+		out[i] = of(&webhooks[i])
+	}
+	return out
 }
 
 // patchCABundle reads obj by name, sets the caBundles that bundles points into, and patches it

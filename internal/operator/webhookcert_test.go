@@ -11,7 +11,9 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
 	"github.com/sfops/salesforce-operator/internal/certs"
@@ -24,18 +26,7 @@ import (
 // then, and the API server calls its webhooks over TLS it trusts (the mutating webhook stamps
 // the creator on a new org).
 func TestWebhooksServeTheirOwnCertificate(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts its own control plane")
-	}
-	env, err := localenv.New("../..", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	env, cfg := startControlPlane(t, true)
 	c, err := client.New(cfg, client.Options{Scheme: operator.Scheme})
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +83,25 @@ func TestWebhooksServeTheirOwnCertificate(t *testing.T) {
 	if org.Annotations[sfv1.CreatedByAnnotation] == "" {
 		t.Errorf("the mutating webhook did not run: annotations %v", org.Annotations)
 	}
+}
+
+// startControlPlane starts a control plane of the test's own (skipped with -short), with the
+// project's webhook configurations installed if webhooks, and stops it when the test ends.
+func startControlPlane(t *testing.T, webhooks bool) (*envtest.Environment, *rest.Config) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts its own control plane")
+	}
+	env, err := localenv.New("../..", webhooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	return env, cfg
 }
 
 func freeAddr(t *testing.T) string {
