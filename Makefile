@@ -18,7 +18,7 @@ help: ## Show the targets.
 
 .PHONY: manifests
 manifests: ## Generate CRDs, RBAC and webhook manifests into config/.
-	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./api/...;./controllers/...;./internal/webhook/..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./api/...;./controllers/...;./internal/webhook/...;./internal/certs/..." output:crd:artifacts:config=config/crd/bases
 
 .PHONY: generate
 generate: ## Generate DeepCopy methods (zz_generated.deepcopy.go).
@@ -79,8 +79,35 @@ build: ## Build the manager (bin/manager) and the kubectl plugin (bin/kubectl-sa
 run: envtest ## Run the operator: against KUBECONFIG's cluster if reachable, else on an embedded local control plane.
 	$(GO) run ./hack/localdev $(ARGS)
 
+# The image `make image` writes: an OCI image layout tarball that is also a docker-archive.
+IMAGE_TAR ?= bin/image/salesforce-operator.tar
+IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
+# The CA certificates the image trusts: Debian's ca-certificates package, installed when missing.
+CA_CERTS ?= /etc/ssl/certs/ca-certificates.crt
+
+.PHONY: ca-certificates
+ca-certificates:
+	@test -s $(CA_CERTS) || { echo "installing Debian's ca-certificates for $(CA_CERTS)" >&2; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends ca-certificates; fi; }
+
+.PHONY: image
+image: ca-certificates ## Build the manager's image IMG without Docker into IMAGE_TAR and print its digest (reproducible).
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -buildvcs=false -ldflags="-s -w" -o bin/manager-linux-$(IMAGE_ARCH) .
+	$(GO) run ./hack/image -binary bin/manager-linux-$(IMAGE_ARCH) -arch $(IMAGE_ARCH) -ca-file $(CA_CERTS) \
+	  -name $(IMG) -revision "$$(git rev-parse HEAD 2>/dev/null)" -out $(IMAGE_TAR)
+
+.PHONY: image-check
+image-check: image ## Build the image a second time with an empty Go build cache and fail unless the digests match.
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) GOCACHE=$$tmp/cache $(GO) build -trimpath -buildvcs=false -ldflags="-s -w" -o $$tmp/manager . && \
+	$(GO) run ./hack/image -binary $$tmp/manager -arch $(IMAGE_ARCH) -ca-file $(CA_CERTS) \
+	  -name $(IMG) -revision "$$(git rev-parse HEAD 2>/dev/null)" -out $$tmp/image.tar > $$tmp/digest && \
+	cmp -s $(IMAGE_TAR) $$tmp/image.tar && echo "reproducible: $$(cut -d' ' -f1 $$tmp/digest), twice" || \
+	{ echo "not reproducible: $$(cut -d' ' -f1 $$tmp/digest) differs from $(IMAGE_TAR)" >&2; exit 1; }
+
 .PHONY: docker-build
-docker-build: ## Build the container image (needs a Docker engine).
+docker-build: ## Build the same image with a Docker engine.
 	docker build -t $(IMG) .
 
 ##@ Deployment
@@ -93,10 +120,23 @@ install: manifests ## Install the CRDs into the current cluster.
 uninstall: manifests ## Remove the CRDs from the current cluster (deletes every object of these kinds).
 	$(KUBECTL) delete --ignore-not-found -k config/crd
 
+# What `make deploy` applies: config/default needs nothing in the cluster; config/default-certmanager
+# has cert-manager issue the webhook certificate.
+DEPLOY_CONFIG ?= config/default
+
+.PHONY: deploy-manifests
+deploy-manifests: manifests ## Render DEPLOY_CONFIG with the manager image set to IMG into bin/deploy.yaml (the repository stays untouched).
+	@mkdir -p bin
+	$(KUBECTL) kustomize $(DEPLOY_CONFIG) > bin/deploy.yaml.tmp
+	@grep -q 'image: ghcr.io/sfops/salesforce-operator:dev$$' bin/deploy.yaml.tmp || { echo "$(DEPLOY_CONFIG) has no image ghcr.io/sfops/salesforce-operator:dev to replace" >&2; exit 1; }
+	sed 's|image: ghcr.io/sfops/salesforce-operator:dev$$|image: $(IMG)|' bin/deploy.yaml.tmp > bin/deploy.yaml
+	@rm -f bin/deploy.yaml.tmp
+	@echo "bin/deploy.yaml: $(DEPLOY_CONFIG) with image $(IMG)"
+
 .PHONY: deploy
-deploy: manifests ## Deploy the operator into the current cluster (needs cert-manager for the webhooks).
-	$(KUBECTL) apply --server-side -k config/default
+deploy: deploy-manifests ## Deploy the operator with image IMG into the current cluster (no cert-manager needed; see DEPLOY_CONFIG).
+	$(KUBECTL) apply --server-side -f bin/deploy.yaml
 
 .PHONY: undeploy
 undeploy: ## Remove the operator from the current cluster.
-	$(KUBECTL) delete --ignore-not-found -k config/default
+	$(KUBECTL) delete --ignore-not-found -k $(DEPLOY_CONFIG)

@@ -17,6 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/sfops/salesforce-operator/internal/certs"
 	"github.com/sfops/salesforce-operator/internal/operator"
 	"github.com/sfops/salesforce-operator/internal/salesforce"
 )
@@ -35,7 +36,13 @@ func main() {
 	flag.StringVar(&o.LeaderElectNS, "leader-election-namespace", "", "Namespace of the leader-election lease (default: the pod's).")
 	flag.BoolVar(&o.EnableWebhooks, "enable-webhooks", true, "Serve the admission webhooks (the in-use protection also has a finalizer backstop).")
 	flag.IntVar(&o.WebhookPort, "webhook-port", 9443, "Port the webhook server listens on.")
-	flag.StringVar(&o.WebhookCertDir, "webhook-cert-dir", "", "Directory holding tls.crt and tls.key for the webhook server (default: controller-runtime's).")
+	flag.StringVar(&o.WebhookCertSource, "webhook-cert-source", operator.WebhookCertsSelf, "Where the webhook serving certificate comes from: \"self\" (the operator keeps a self-signed CA and certificate in a Secret and injects the CA into its webhook configurations) or \"dir\" (tls.crt and tls.key in --webhook-cert-dir, for example from cert-manager). Setting only --webhook-cert-dir means \"dir\".")
+	flag.StringVar(&o.WebhookCertDir, "webhook-cert-dir", "", "With --webhook-cert-source=dir: directory holding tls.crt and tls.key for the webhook server (default: controller-runtime's).")
+	flag.StringVar(&o.WebhookCerts.Namespace, "webhook-cert-namespace", "", "With --webhook-cert-source=self: namespace of the certificate's Secret and of the webhook Service (default: the pod's).")
+	flag.StringVar(&o.WebhookCerts.SecretName, "webhook-cert-secret", certs.DefaultSecretName, "With --webhook-cert-source=self: the Secret holding the webhook CA and serving certificate.")
+	flag.StringVar(&o.WebhookCerts.ServiceName, "webhook-service-name", certs.DefaultServiceName, "With --webhook-cert-source=self: the webhook Service the certificate is for (<service>.<namespace>.svc).")
+	flag.StringVar(&o.WebhookCerts.MutatingWebhookConfiguration, "mutating-webhook-configuration", certs.DefaultMutatingWebhookConfiguration, "With --webhook-cert-source=self: the MutatingWebhookConfiguration that gets the CA (\"\": none).")
+	flag.StringVar(&o.WebhookCerts.ValidatingWebhookConfiguration, "validating-webhook-configuration", certs.DefaultValidatingWebhookConfiguration, "With --webhook-cert-source=self: the ValidatingWebhookConfiguration that gets the CA (\"\": none).")
 	flag.StringVar(&allowed, "salesforce-allowed-hosts", "", "Comma-separated hosts the Salesforce client may call besides Salesforce's own domains: host, host:port or *.suffix.")
 	flag.StringVar(&o.CAFile, "salesforce-ca-file", "", "PEM bundle to trust for Salesforce calls, in addition to the system roots.")
 	flag.DurationVar(&o.RetryBase, "retry-base", 10*time.Second, "First back-off after a transient Salesforce failure; it doubles up to the org's checkInterval.")
@@ -48,6 +55,12 @@ func main() {
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["webhook-cert-dir"] && !set["webhook-cert-source"] {
+		// A deployment written before the operator kept its own certificate mounts one.
+		o.WebhookCertSource = operator.WebhookCertsDir
+	}
 	setupLog := ctrl.Log.WithName("setup")
 
 	hosts, err := salesforce.ParseAllowedHosts(allowed)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,6 +33,7 @@ import (
 
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
 	"github.com/sfops/salesforce-operator/controllers"
+	"github.com/sfops/salesforce-operator/internal/certs"
 	"github.com/sfops/salesforce-operator/internal/index"
 	"github.com/sfops/salesforce-operator/internal/salesforce"
 	webhookv1alpha1 "github.com/sfops/salesforce-operator/internal/webhook/v1alpha1"
@@ -76,7 +78,13 @@ type Options struct {
 	EnableWebhooks bool
 	WebhookHost    string
 	WebhookPort    int
-	WebhookCertDir string
+	// WebhookCertSource says where the serving certificate comes from: WebhookCertsSelf (the
+	// operator keeps its own, see internal/certs) or WebhookCertsDir ("" too: tls.crt and
+	// tls.key in WebhookCertDir, as envtest and cert-manager provide).
+	WebhookCertSource string
+	WebhookCertDir    string
+	// WebhookCerts configures the self-kept certificate; an empty Namespace means the pod's.
+	WebhookCerts certs.Options
 
 	// AllowedHosts adds hosts beyond Salesforce's own domains (host, host:port or *.suffix).
 	AllowedHosts []string
@@ -89,6 +97,12 @@ type Options struct {
 	// SalesforceTimeout bounds each HTTP call to Salesforce (0: 30s).
 	SalesforceTimeout time.Duration
 }
+
+// Sources of the webhook serving certificate.
+const (
+	WebhookCertsSelf = "self"
+	WebhookCertsDir  = "dir"
+)
 
 // New builds a manager with every controller and, when enabled, every webhook.
 func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
@@ -149,15 +163,31 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		// Hand the lease over as soon as the manager has stopped, instead of after its expiry.
 		LeaderElectionReleaseOnCancel: true,
 	}
+	var webhookCerts *certs.Manager
 	if o.EnableWebhooks {
+		tlsOpts := []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }}
+		switch o.WebhookCertSource {
+		case WebhookCertsSelf:
+			if webhookCerts, err = newWebhookCerts(cfg, o.WebhookCerts); err != nil {
+				return nil, err
+			}
+			tlsOpts = append(tlsOpts, func(c *tls.Config) { c.GetCertificate = webhookCerts.GetCertificate })
+		case WebhookCertsDir, "":
+		default:
+			return nil, fmt.Errorf("--webhook-cert-source %q: want %s or %s", o.WebhookCertSource, WebhookCertsSelf, WebhookCertsDir)
+		}
 		mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{
-			Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.WebhookCertDir,
-			TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
+			Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.WebhookCertDir, TLSOpts: tlsOpts,
 		})
 	}
 	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
+	}
+	if webhookCerts != nil {
+		if err := mgr.Add(webhookCerts); err != nil {
+			return nil, err
+		}
 	}
 	if err := index.Setup(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return nil, err
@@ -203,10 +233,38 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if o.EnableWebhooks {
 		readyCheck = mgr.GetWebhookServer().StartedChecker()
 	}
+	if webhookCerts != nil {
+		// Not ready, so out of the webhook Service, until the API server trusts what this replica
+		// serves; the server is dialled only once it has a certificate to show.
+		serving := readyCheck
+		readyCheck = func(req *http.Request) error {
+			if err := webhookCerts.Ready(req); err != nil {
+				return err
+			}
+			return serving(req)
+		}
+	}
 	if err := mgr.AddReadyzCheck("readyz", readyCheck); err != nil {
 		return nil, err
 	}
 	return mgr, nil
+}
+
+// newWebhookCerts builds the keeper of the self-managed webhook certificate. It reads and writes
+// directly, not through the manager's cache: one Secret and two webhook configurations, by name.
+func newWebhookCerts(cfg *rest.Config, o certs.Options) (*certs.Manager, error) {
+	if o.Namespace == "" {
+		ns, err := os.ReadFile(certs.NamespaceFile)
+		if err != nil {
+			return nil, fmt.Errorf("the webhook certificate's namespace: set --webhook-cert-namespace outside a pod: %w", err)
+		}
+		o.Namespace = strings.TrimSpace(string(ns))
+	}
+	c, err := client.New(cfg, client.Options{Scheme: Scheme})
+	if err != nil {
+		return nil, err
+	}
+	return certs.New(c, o)
 }
 
 // trimForCache drops what the operator never reads from cached objects: managedFields from

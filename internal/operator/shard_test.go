@@ -13,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
-	"github.com/sfops/salesforce-operator/internal/localenv"
 	"github.com/sfops/salesforce-operator/internal/operator"
 	"github.com/sfops/salesforce-operator/internal/salesforce/sftest"
 )
@@ -21,18 +20,7 @@ import (
 // Two managers with disjoint label selectors split the orgs between them, as Flux shards do: no
 // org is checked by both, none by neither, and an org relabelled to the other shard is taken over.
 func TestShardsSplitTheOrgs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts its own control plane")
-	}
-	env, err := localenv.New("../..", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	_, cfg := startControlPlane(t, false)
 	fake, err := sftest.NewStandaloneServer("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
