@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -27,6 +26,7 @@ import (
 	"github.com/sfops/salesforce-operator/internal/localenv"
 	"github.com/sfops/salesforce-operator/internal/operator"
 	"github.com/sfops/salesforce-operator/internal/salesforce/sftest"
+	"github.com/sfops/salesforce-operator/internal/testkit"
 )
 
 // The suite runs one real kube-apiserver (envtest) with the CRDs and webhooks installed, one
@@ -159,53 +159,20 @@ func (u unconditional) Update(ctx context.Context, obj client.Object, opts ...cl
 
 // ---- helpers ----
 
-var nsCounter struct {
-	sync.Mutex
-	n int
-}
-
 // newNamespace creates a namespace of the test's own.
 func newNamespace(t *testing.T) string {
 	t.Helper()
-	nsCounter.Lock()
-	nsCounter.n++
-	name := fmt.Sprintf("t%d-%s", nsCounter.n, strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())))
-	nsCounter.Unlock()
-	if len(name) > 60 {
-		name = strings.TrimRight(name[:60], "-")
-	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	if err := k8s.Create(context.Background(), ns); err != nil {
-		t.Fatalf("creating namespace %s: %v", name, err)
-	}
-	return name
+	return testkit.Namespace(t, k8s, "t")
 }
 
 // putSecret creates or replaces the auth Secret, labelled as a credential. The value is never logged.
 func putSecret(t *testing.T, ns, name, authURL string) {
 	t.Helper()
-	ctx := context.Background()
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-	err := k8s.Get(ctx, client.ObjectKeyFromObject(s), s)
-	s.Data = map[string][]byte{sfv1.DefaultAuthSecretKey: []byte(authURL)}
-	s.Labels = map[string]string{sfv1.CredentialLabel: "true"}
-	if err == nil {
-		err = k8s.Update(ctx, s)
-	} else {
-		err = k8s.Create(ctx, s)
-	}
-	if err != nil {
-		t.Fatalf("writing Secret %s/%s: %v", ns, name, apiErrorOnly(err))
-	}
+	testkit.PutSecret(t, k8s, ns, name, authURL)
 }
 
 // apiErrorOnly keeps test output free of request bodies.
-func apiErrorOnly(err error) string {
-	if err == nil {
-		return "<nil>"
-	}
-	return strings.SplitN(err.Error(), "\n", 2)[0]
-}
+func apiErrorOnly(err error) string { return testkit.APIError(err) }
 
 func newOrg(ns, name string, typ sfv1.OrgType, secret string) *sfv1.SalesforceOrg {
 	return &sfv1.SalesforceOrg{
@@ -241,15 +208,7 @@ func eventually(t *testing.T, what string, cond func() string) {
 
 func eventuallyWithin(t *testing.T, limit time.Duration, what string, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	last := ""
-	for time.Now().Before(deadline) {
-		if last = cond(); last == "" {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("waiting for %s: last seen: %s", what, last)
+	testkit.Eventually(t, limit, what, cond)
 }
 
 // consistently checks cond stays satisfied for d.

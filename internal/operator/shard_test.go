@@ -15,6 +15,7 @@ import (
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
 	"github.com/sfops/salesforce-operator/internal/operator"
 	"github.com/sfops/salesforce-operator/internal/salesforce/sftest"
+	"github.com/sfops/salesforce-operator/internal/testkit"
 )
 
 // Two managers with disjoint label selectors split the orgs between them, as Flux shards do: no
@@ -111,15 +112,7 @@ func must(t *testing.T, err error) {
 
 func waitFor(t *testing.T, what string, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	last := ""
-	for time.Now().Before(deadline) {
-		if last = cond(); last == "" {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("waiting for %s: %s", what, last)
+	testkit.Eventually(t, 60*time.Second, what, cond)
 }
 
 func TestMain(m *testing.M) { os.Exit(m.Run()) }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"testing"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/sfops/salesforce-operator/internal/certs"
 	"github.com/sfops/salesforce-operator/internal/localenv"
 	"github.com/sfops/salesforce-operator/internal/operator"
+	"github.com/sfops/salesforce-operator/internal/testkit"
 )
 
 // With --webhook-cert-source=self the operator needs nothing but the API server: it writes its
@@ -104,12 +104,4 @@ func startControlPlane(t *testing.T, webhooks bool) (*envtest.Environment, *rest
 	return env, cfg
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(t *testing.T) string { return testkit.FreeAddr(t) }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,6 +32,7 @@ import (
 	"github.com/sfops/salesforce-operator/internal/operator"
 	"github.com/sfops/salesforce-operator/internal/plugin"
 	"github.com/sfops/salesforce-operator/internal/salesforce/sftest"
+	"github.com/sfops/salesforce-operator/internal/testkit"
 )
 
 // The suite runs one kube-apiserver (envtest) with the CRDs and webhooks, the operator, and one
@@ -154,35 +156,17 @@ func assertNoSecret(t *testing.T, text string) {
 	}
 }
 
-var nsCounter struct {
-	sync.Mutex
-	n int
-}
-
 func newNamespace(t *testing.T) string {
 	t.Helper()
-	nsCounter.Lock()
-	nsCounter.n++
-	name := fmt.Sprintf("p%d-%s", nsCounter.n, strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())))
-	nsCounter.Unlock()
-	if len(name) > 60 {
-		name = strings.TrimRight(name[:60], "-")
-	}
-	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
-		t.Fatalf("creating namespace: %v", err)
-	}
-	return name
+	return testkit.Namespace(t, k8s, "p")
 }
 
 // freePort is a loopback port nobody listens on, so parallel test binaries never collide on 1717.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	_, port, _ := net.SplitHostPort(testkit.FreeAddr(t))
+	n, _ := strconv.Atoi(port)
+	return n
 }
 
 var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
@@ -286,13 +270,7 @@ func getSecret(t *testing.T, ns, name string) *corev1.Secret {
 
 func putSecret(t *testing.T, ns, name, authURL string) {
 	t.Helper()
-	s := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{sfv1.CredentialLabel: "true"}},
-		Data:       map[string][]byte{sfv1.DefaultAuthSecretKey: []byte(authURL)},
-	}
-	if err := k8s.Create(context.Background(), s); err != nil {
-		t.Fatalf("creating Secret %s: %v", name, err)
-	}
+	testkit.PutSecret(t, k8s, ns, name, authURL)
 }
 
 // connectedOrg declares an org with a working credential and waits until it is Connected.
