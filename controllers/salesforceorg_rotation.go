@@ -103,6 +103,9 @@ func (r *SalesforceOrgReconciler) loadRotationRecord(ctx context.Context, org *s
 // restoreReverted is the rotation phase before a check: when the auth Secret holds a value that
 // Salesforce already rotated away, it writes the newest one back and returns it.
 func (r *SalesforceOrgReconciler) restoreReverted(ctx context.Context, sc *orgScope, cred salesforce.AuthURL) (salesforce.AuthURL, error) {
+	if sc.secret != nil && sc.secret.ResourceVersion == sc.org.Status.CheckedSecretVersion {
+		return cred, nil // the version already checked (or written by us): nothing was written back since
+	}
 	rec, err := r.loadRotationRecord(ctx, sc.org)
 	if err != nil {
 		return cred, unhandled(err, "Reading the rotation record of the org failed")
