@@ -54,7 +54,7 @@ func readmeTour(t *testing.T) []tourStep {
 // answers, and leave nothing behind at the end.
 func TestReadmeTourRunsAsPasted(t *testing.T) {
 	ctx := context.Background()
-	if err := demo.Seed(ctx, k8s, fakeSF); err != nil {
+	if _, err := demo.Seed(ctx, k8s, fakeSF); err != nil {
 		t.Fatal(err)
 	}
 	if err := demo.WaitReady(ctx, k8s, time.Minute); err != nil {

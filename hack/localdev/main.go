@@ -113,7 +113,7 @@ func run() error {
 		go func() {
 			c, err := client.New(cfg, client.Options{Scheme: operator.Scheme})
 			if err == nil {
-				err = demo.Seed(ctx, c, fake)
+				_, err = demo.Seed(ctx, c, fake)
 			}
 			if err == nil {
 				err = demo.WaitReady(ctx, c, 2*time.Minute)

@@ -27,13 +27,15 @@ const Namespace = "demo"
 // acme-ci, and acme-qa authorised through acme-prod.
 var Orgs = []string{"acme-prod", "acme-uat", "acme-devhub", "acme-ci", "acme-qa"}
 
-// Seed creates the demo namespace and its objects, retrying while the webhooks come up.
-func Seed(ctx context.Context, c client.Client, fake *sftest.Server) error {
+// Seed creates the demo namespace and its objects, retrying while the webhooks come up. It
+// returns the fake orgs by name (the names in Orgs).
+func Seed(ctx context.Context, c client.Client, fake *sftest.Server) (map[string]*sftest.Org, error) {
 	prod := fake.AddOrg(sftest.OrgSpec{Name: "acme-prod", Kind: sftest.Production})
 	uat := fake.AddOrg(sftest.OrgSpec{Name: "acme-uat", Kind: sftest.Sandbox})
 	hub := fake.AddOrg(sftest.OrgSpec{Name: "acme-devhub", Kind: sftest.DeveloperEdition, DevHub: true})
 	ci := fake.AddOrg(sftest.OrgSpec{Name: "acme-ci", Kind: sftest.Production, Username: "ci@acme-ci.example.com"})
-	fake.AddOrg(sftest.OrgSpec{Name: "acme-qa", Kind: sftest.Sandbox, Production: prod, SandboxName: "qa"})
+	qa := fake.AddOrg(sftest.OrgSpec{Name: "acme-qa", Kind: sftest.Sandbox, Production: prod, SandboxName: "qa"})
+	fakes := map[string]*sftest.Org{"acme-prod": prod, "acme-uat": uat, "acme-devhub": hub, "acme-ci": ci, "acme-qa": qa}
 	ciKey, ciUser, ciPEM := ci.JWT()
 	ns := Namespace
 	ref := func(n string) *sfv1.LocalObjectReference { return &sfv1.LocalObjectReference{Name: n} }
@@ -71,14 +73,14 @@ func Seed(ctx context.Context, c client.Client, fake *sftest.Server) error {
 			err := c.Create(ctx, o)
 			if err == nil || attempt == 60 || ctx.Err() != nil {
 				if err != nil {
-					return fmt.Errorf("creating %s: %w", o.GetName(), err)
+					return nil, fmt.Errorf("creating %s: %w", o.GetName(), err)
 				}
 				break
 			}
 			time.Sleep(500 * time.Millisecond) // the webhook server may not be up yet
 		}
 	}
-	return nil
+	return fakes, nil
 }
 
 // WaitReady waits until every demo org, the stage and the implementation are Ready.

@@ -62,6 +62,7 @@ type failure struct {
 // Server is a fake Salesforce. It is safe for concurrent use.
 type Server struct {
 	ts        *httptest.Server
+	url       string // https://<advertised host:port>
 	caPEM     []byte
 	pool      *x509.CertPool
 	done      chan struct{}
@@ -106,11 +107,26 @@ func NewServer(t testing.TB) *Server {
 // and a certificate for that address, localhost, 127.0.0.1, ::1 and dnsNames (host names the
 // caller maps to addr, for orgs given such an instance URL). The caller must Close it.
 func NewStandaloneServer(addr string, dnsNames ...string) (*Server, error) {
+	return NewAdvertisedServer(addr, "", dnsNames...)
+}
+
+// NewAdvertisedServer is NewStandaloneServer for a fake that clients reach at another address
+// than the one it listens on: a Kubernetes Service in front of it, say. advertise (host:port, ""
+// for the listening address) is what URL, Host, auth URLs and instance URLs name, and its host is
+// in the certificate.
+func NewAdvertisedServer(addr, advertise string, dnsNames ...string) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	host, _, _ := net.SplitHostPort(ln.Addr().String())
+	if advertise == "" {
+		advertise = ln.Addr().String()
+	}
+	host, _, err := net.SplitHostPort(advertise)
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("sftest: advertised address %q: %w", advertise, err)
+	}
 	caPEM, leaf, err := newCertificates(host, dnsNames)
 	if err != nil {
 		_ = ln.Close()
@@ -138,14 +154,19 @@ func NewStandaloneServer(addr string, dnsNames ...string) (*Server, error) {
 	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // TLS noise from refused clients; never tokens
 	ts.StartTLS()
 	s.ts = ts
+	s.url = "https://" + advertise
 	return s, nil
 }
 
-// URL is the server's base URL, https://127.0.0.1:port.
-func (s *Server) URL() string { return s.ts.URL }
+// URL is the server's base URL: https://127.0.0.1:port, or the advertised address.
+func (s *Server) URL() string { return s.url }
+
+// ListenAddr is the address the server listens on (host:port), which differs from Host's when
+// it was started with NewAdvertisedServer.
+func (s *Server) ListenAddr() string { return s.ts.Listener.Addr().String() }
 
 // Host is host:port, as it appears in auth URLs and in an allowed-hosts entry.
-func (s *Server) Host() string { return strings.TrimPrefix(s.ts.URL, "https://") }
+func (s *Server) Host() string { return strings.TrimPrefix(s.url, "https://") }
 
 // CertPool trusts the server's CA.
 func (s *Server) CertPool() *x509.CertPool { return s.pool }
