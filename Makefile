@@ -120,8 +120,8 @@ install: manifests ## Install the CRDs into the current cluster.
 uninstall: manifests ## Remove the CRDs from the current cluster (deletes every object of these kinds).
 	$(KUBECTL) delete --ignore-not-found -k config/crd
 
-# What `make deploy` applies: config/default has cert-manager issue the webhook certificate;
-# config/default-selfcert needs nothing in the cluster (the manager keeps its own certificate).
+# What `make deploy` applies: config/default needs nothing in the cluster (the manager keeps its
+# own webhook certificate); config/default-certmanager has cert-manager issue it.
 DEPLOY_CONFIG ?= config/default
 
 .PHONY: deploy-manifests

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -73,6 +74,8 @@ func TestHelmLint(t *testing.T) {
 		{"--set", "namespaced.enabled=true,namespaced.watchNamespaces={team-a},networkPolicy.enabled=true",
 			"--set", "metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true",
 			"--set", "metrics.readerServiceAccount.name=prometheus,metrics.readerServiceAccount.namespace=monitoring"},
+		{"--set", "webhook.certSource=certManager"},
+		{"--set", "webhook.certSource=certManager,namespaced.enabled=true"},
 	} {
 		if out, err := helm(append([]string{"lint", "--strict", chartDir}, args...)...); err != nil {
 			t.Errorf("%v\n%s", err, out)
@@ -126,6 +129,7 @@ func TestChartInstallsWhatKustomizeDoes(t *testing.T) {
 		kustomize func() ([]object, error)
 	}{
 		{"config/default", nil, kustomize("default")},
+		{"config/default-certmanager", []string{"webhook.certSource=certManager"}, kustomize("default-certmanager")},
 		{"config/namespaced", []string{"namespaced.enabled=true"}, kustomize("namespaced")},
 		{"config/network-policy", []string{"networkPolicy.enabled=true"}, func() ([]object, error) { return WithNetworkPolicy(root) }},
 		{"config/prometheus", []string{"metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true"}, kustomize("default", "prometheus")},
@@ -247,32 +251,6 @@ func TestValuesLand(t *testing.T) {
 		}
 	}
 
-	// Webhooks: their Service exists, and the certificate names it in this namespace.
-	svc := find(t, objs, "Service", "ops", prefix+"webhook-service")
-	cert := find(t, objs, "Certificate", "ops", prefix+"serving-cert")
-	if dns := fmt.Sprint(get(cert, "spec", "dnsNames")); !strings.Contains(dns, prefix+"webhook-service.ops.svc") {
-		t.Errorf("the certificate's dnsNames %s do not name the webhook Service", dns)
-	}
-	find(t, objs, "Issuer", "ops", fmt.Sprint(get(cert, "spec", "issuerRef", "name")))
-	if get(cert, "spec", "secretName") != get(d, "spec", "template", "spec", "volumes", 0, "secret", "secretName") {
-		t.Error("the Deployment does not mount the certificate's Secret")
-	}
-	for _, kind := range []string{"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"} {
-		for _, o := range objs {
-			if o["kind"] != kind {
-				continue
-			}
-			if ann := get(o, "metadata", "annotations", "cert-manager.io/inject-ca-from"); ann != "ops/"+prefix+"serving-cert" {
-				t.Errorf("%s injects the CA of %v", kind, ann)
-			}
-			for _, wh := range get(o, "webhooks").([]any) {
-				if s := get(wh, "clientConfig", "service"); get(s, "name") != get(svc, "metadata", "name") || get(s, "namespace") != "ops" {
-					t.Errorf("%s calls %v", kind, s)
-				}
-			}
-		}
-	}
-
 	sm := find(t, objs, "ServiceMonitor", "ops", prefix+"controller-manager-metrics")
 	if get(sm, "metadata", "labels", "release") != "prom" {
 		t.Error("metrics.serviceMonitor.labels did not land on the ServiceMonitor")
@@ -301,6 +279,128 @@ func TestValuesLand(t *testing.T) {
 			t.Errorf("%s is in namespace %v", Key(o), ns)
 		}
 	}
+}
+
+// TestWebhookCertSource renders each webhook.certSource under another release name and namespace,
+// as namespaced mode too, and follows every name the webhook certificate depends on from object
+// to object: the manager's flags name the webhook Service and configurations the chart renders,
+// and its RBAC lets it patch exactly those; with certManager, the Certificate is for that Service
+// and the Deployment mounts its Secret. Only the chosen source's objects are rendered.
+func TestWebhookCertSource(t *testing.T) {
+	const prefix = "sf-salesforce-operator-"
+	for _, tc := range []struct {
+		certSource string // "": the default
+		namespaced bool
+	}{{"", false}, {"self", true}, {"certManager", false}, {"certManager", true}} {
+		name := fmt.Sprintf("certSource=%s,namespaced=%v", cmp.Or(tc.certSource, "default"), tc.namespaced)
+		t.Run(name, func(t *testing.T) {
+			args := []string{"--set", fmt.Sprintf("namespaced.enabled=%v", tc.namespaced)}
+			if tc.certSource != "" {
+				args = append(args, "--set", "webhook.certSource="+tc.certSource)
+			}
+			objs := helmTemplate(t, "sf", "ops", args...)
+			d := find(t, objs, "Deployment", "ops", prefix+"controller-manager")
+			pod := get(d, "spec", "template", "spec").(map[string]any)
+			flags := managerFlags(get(pod, "containers", 0, "args").([]any))
+			svc := find(t, objs, "Service", "ops", prefix+"webhook-service")
+			configs := map[string]object{}
+			for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
+				for _, o := range objs {
+					if o["kind"] == kind {
+						configs[kind] = o
+					}
+				}
+				for _, wh := range get(configs[kind], "webhooks").([]any) {
+					if s := get(wh, "clientConfig", "service"); get(s, "name") != get(svc, "metadata", "name") || get(s, "namespace") != "ops" {
+						t.Errorf("%s calls %v, not the webhook Service", kind, s)
+					}
+				}
+			}
+
+			if tc.certSource == "certManager" {
+				if flags["--webhook-cert-source"] != "dir" {
+					t.Errorf("the manager's flags %v do not serve the mounted certificate", flags)
+				}
+				cert := find(t, objs, "Certificate", "ops", prefix+"serving-cert")
+				if dns := fmt.Sprint(get(cert, "spec", "dnsNames")); !strings.Contains(dns, prefix+"webhook-service.ops.svc") {
+					t.Errorf("the certificate's dnsNames %s do not name the webhook Service", dns)
+				}
+				find(t, objs, "Issuer", "ops", fmt.Sprint(get(cert, "spec", "issuerRef", "name")))
+				if get(cert, "spec", "secretName") != get(pod, "volumes", 0, "secret", "secretName") ||
+					get(pod, "volumes", 0, "name") != get(pod, "containers", 0, "volumeMounts", 0, "name") ||
+					get(pod, "containers", 0, "volumeMounts", 0, "mountPath") != flags["--webhook-cert-dir"] {
+					t.Error("the manager does not read the certificate's Secret from --webhook-cert-dir")
+				}
+				for kind, o := range configs {
+					if ann := get(o, "metadata", "annotations", "cert-manager.io/inject-ca-from"); ann != "ops/"+prefix+"serving-cert" {
+						t.Errorf("%s injects the CA of %v", kind, ann)
+					}
+				}
+				return
+			}
+
+			want := map[string]string{
+				"--webhook-cert-source":              "self",
+				"--webhook-cert-secret":              prefix + "webhook-cert",
+				"--webhook-service-name":             fmt.Sprint(get(svc, "metadata", "name")),
+				"--mutating-webhook-configuration":   fmt.Sprint(get(configs["MutatingWebhookConfiguration"], "metadata", "name")),
+				"--validating-webhook-configuration": fmt.Sprint(get(configs["ValidatingWebhookConfiguration"], "metadata", "name")),
+			}
+			for flag, v := range want {
+				if flags[flag] != v {
+					t.Errorf("%s is %q, want %q", flag, flags[flag], v)
+				}
+			}
+			if _, set := flags["--webhook-cert-dir"]; set || pod["volumes"] != nil || rendered(objs, "Certificate") || rendered(objs, "Issuer") {
+				t.Error("certSource=self renders cert-manager's Certificate, Issuer or mounted Secret")
+			}
+			for kind, o := range configs {
+				if ann := get(o, "metadata", "annotations"); ann != nil {
+					t.Errorf("%s has annotations %v", kind, ann)
+				}
+			}
+			// The manager may patch exactly its two configurations, by the names its flags give.
+			rbac := "ClusterRole/" + prefix + "manager-role"
+			if tc.namespaced {
+				rbac = "ClusterRole/" + prefix + "cluster-checks"
+			}
+			var granted []string
+			for _, o := range objs {
+				if Key(o) != rbac {
+					continue
+				}
+				for _, r := range get(o, "rules").([]any) {
+					if slices.Contains(get(r, "apiGroups").([]any), any("admissionregistration.k8s.io")) {
+						for _, n := range get(r, "resourceNames").([]any) {
+							granted = append(granted, fmt.Sprint(n))
+						}
+						if verbs := fmt.Sprint(get(r, "verbs")); !strings.Contains(verbs, "get") || !strings.Contains(verbs, "patch") {
+							t.Errorf("%s grants %s on the webhook configurations", rbac, verbs)
+						}
+					}
+				}
+			}
+			slices.Sort(granted)
+			if ws := []string{want["--mutating-webhook-configuration"], want["--validating-webhook-configuration"]}; !slices.Equal(granted, ws) {
+				t.Errorf("%s grants the webhook configurations %v, want %v", rbac, granted, ws)
+			}
+		})
+	}
+}
+
+// managerFlags maps each --flag=value of the manager's args to its value.
+func managerFlags(args []any) map[string]string {
+	flags := map[string]string{}
+	for _, a := range args {
+		k, v, _ := strings.Cut(fmt.Sprint(a), "=")
+		flags[k] = v
+	}
+	return flags
+}
+
+// rendered says whether objs hold an object of kind.
+func rendered(objs []object, kind string) bool {
+	return slices.ContainsFunc(objs, func(o object) bool { return o["kind"] == kind })
 }
 
 func TestUnsupportedCertSourceIsRefused(t *testing.T) {

@@ -2,9 +2,10 @@
 // under config/, so that `helm install` and `make deploy` install the same objects. Every object
 // of `kubectl kustomize config/default` becomes a template (CRDs go to crds/ as they are); the
 // chart's values take the place of config/'s fixed image, replicas, resources, names and
-// namespace; and the objects that config/namespaced, config/network-policy and config/prometheus
-// add, remove or change are guarded by the values that choose them. A change there that the
-// generator does not know how to template stops it with an error, never a silent drift.
+// namespace; and the objects that config/default-certmanager, config/namespaced,
+// config/network-policy and config/prometheus add, remove or change are guarded by the values
+// that choose them. A change there that the generator does not know how to template stops it
+// with an error, never a silent drift.
 //
 // It writes only crds/ and the templates whose first line is the generated header; Chart.yaml,
 // values.yaml, _helpers.tpl and the other hand-written templates are left alone.
@@ -18,10 +19,12 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
@@ -210,6 +213,7 @@ const (
 	serviceMonitor = "$.Values.metrics.serviceMonitor.enabled"
 	prometheusRule = "$.Values.metrics.prometheusRule.enabled"
 	certManager    = `eq $.Values.webhook.certSource "certManager"`
+	selfCert       = `ne $.Values.webhook.certSource "certManager"`
 )
 
 // template is one generated template file.
@@ -217,6 +221,8 @@ type template struct {
 	file  string
 	obj   object
 	guard string // a template condition, or ""
+	// certManager is the object as config/default-certmanager has it, when that differs from obj.
+	certManager object
 	// eachWatchedNamespace: one copy in every namespace the operator watches (namespaced mode).
 	eachWatchedNamespace bool
 }
@@ -224,6 +230,10 @@ type template struct {
 // chartFiles renders every variant of config/ and returns the generated files by path in the chart.
 func chartFiles(root string) (map[string]string, error) {
 	base, err := Kustomize(filepath.Join(root, "config", "default"))
+	if err != nil {
+		return nil, err
+	}
+	withCertManager, err := Kustomize(filepath.Join(root, "config", "default-certmanager"))
 	if err != nil {
 		return nil, err
 	}
@@ -259,9 +269,6 @@ func chartFiles(root string) (map[string]string, error) {
 			continue
 		}
 		t := &template{obj: o}
-		if o["kind"] == "Certificate" || o["kind"] == "Issuer" {
-			t.guard = certManager
-		}
 		tpls = append(tpls, t)
 		byKey[Key(o)] = t
 	}
@@ -291,6 +298,27 @@ func chartFiles(root string) (map[string]string, error) {
 	for _, t := range tpls {
 		if !nsKeys[Key(t.obj)] && t.guard == "" {
 			t.guard = "not " + namespaced
+		}
+	}
+
+	// config/default-certmanager: objects it adds, and the parts of config/default's it changes
+	// (the manager's flags and volume, the webhook configurations' annotation), each chosen by
+	// webhook.certSource. After the namespaced guards: cert-manager's objects go with either mode.
+	cmKeys := map[string]bool{}
+	for _, o := range withCertManager {
+		cmKeys[Key(o)] = true
+		t, inBase := byKey[Key(o)]
+		switch {
+		case o["kind"] == "Namespace" || o["kind"] == "CustomResourceDefinition":
+		case !inBase:
+			tpls = append(tpls, &template{obj: o, guard: certManager})
+		case !reflect.DeepEqual(t.obj, o):
+			t.certManager = o
+		}
+	}
+	for _, t := range tpls {
+		if _, inBase := byKey[Key(t.obj)]; inBase && !cmKeys[Key(t.obj)] {
+			t.guard = both(t.guard, selfCert)
 		}
 	}
 
@@ -410,6 +438,13 @@ func (t *template) render() (string, error) {
 		return "", err
 	}
 	p := &placeholders{inline: map[string]string{}, lines: map[string]func(string) string{}}
+	if t.certManager != nil {
+		merged, err := p.either(o, t.certManager)
+		if err != nil {
+			return "", fmt.Errorf("config/default-certmanager changes it in a way the generator does not template: %w", err)
+		}
+		o = merged.(object)
+	}
 	meta := o["metadata"].(map[string]any)
 
 	labels, _ := meta["labels"].(map[string]any)
@@ -466,14 +501,7 @@ func (t *template) render() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	text := string(b)
-	// Braces in config/ (the alerts' own templates) are text to Helm.
-	text = strings.ReplaceAll(text, "{{", `{{ "{{" }}`)
-	text = strings.ReplaceAll(text, kustomizeNamespace, "{{ $.Release.Namespace }}")
-	text = strings.ReplaceAll(text, kustomizePrefix, `{{ include "salesforce-operator.fullname" $ }}-`)
-	if strings.Contains(text, chartName+"-") {
-		return "", errors.New("a name or namespace from config/ is left that the chart does not derive from the release")
-	}
+	text := helmText(string(b))
 	var lines []string
 	for line := range strings.SplitSeq(strings.TrimRight(text, "\n"), "\n") {
 		tok, fn := p.lineFor(line)
@@ -499,6 +527,9 @@ func (t *template) render() (string, error) {
 		}
 	}
 	body := strings.Join(lines, "\n")
+	if strings.Contains(body, chartName+"-") {
+		return "", errors.New("a name or namespace from config/ is left that the chart does not derive from the release")
+	}
 
 	var w strings.Builder
 	w.WriteString(header + "\n")
@@ -511,6 +542,135 @@ func (t *template) render() (string, error) {
 		w.WriteString(body + "\n")
 	}
 	return w.String(), nil
+}
+
+// helmText turns config/'s YAML into template text: its names and namespace derived from the
+// release, and its braces (the alerts' own templates) text to Helm.
+func helmText(yamlText string) string {
+	text := strings.ReplaceAll(yamlText, "{{", `{{ "{{" }}`)
+	text = strings.ReplaceAll(text, kustomizeNamespace, "{{ $.Release.Namespace }}")
+	return strings.ReplaceAll(text, kustomizePrefix, `{{ include "salesforce-operator.fullname" $ }}-`)
+}
+
+// both is a template condition that holds when a and b do ("" always holds).
+func both(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return fmt.Sprintf("and (%s) (%s)", a, b)
+}
+
+// either merges config/default's rendering of an object (self) with config/default-certmanager's
+// (cm) into one whose differences webhook.certSource chooses: a map entry that one has and the
+// other lacks, and the differing middle of a list of scalars (the manager's args), become blocks
+// under `if`; maps, and lists of maps of one length, are merged entry by entry. Any other
+// difference is an error.
+func (p *placeholders) either(self, cm any) (any, error) {
+	if reflect.DeepEqual(self, cm) {
+		return self, nil
+	}
+	switch s := self.(type) {
+	case map[string]any:
+		c, ok := cm.(map[string]any)
+		if !ok {
+			break
+		}
+		// In key order: placeholders are numbered as they are made, and sort by number.
+		out := map[string]any{}
+		for _, k := range slices.Sorted(maps.Keys(s)) {
+			cv, inBoth := c[k]
+			if !inBoth {
+				out[p.line(guardedEntry(selfCert, k, s[k]))] = ""
+				continue
+			}
+			merged, err := p.either(s[k], cv)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+			out[k] = merged
+		}
+		for _, k := range slices.Sorted(maps.Keys(c)) {
+			if _, inBoth := s[k]; !inBoth {
+				out[p.line(guardedEntry(certManager, k, c[k]))] = ""
+			}
+		}
+		return out, nil
+	case []any:
+		c, ok := cm.([]any)
+		if !ok {
+			break
+		}
+		if len(s) == len(c) && len(s) > 0 && isMap(s[0]) {
+			out := make([]any, len(s))
+			for i := range s {
+				merged, err := p.either(s[i], c[i])
+				if err != nil {
+					return nil, fmt.Errorf("[%d]: %w", i, err)
+				}
+				out[i] = merged
+			}
+			return out, nil
+		}
+		if slices.ContainsFunc(s, isMap) || slices.ContainsFunc(c, isMap) {
+			break
+		}
+		head := 0
+		for head < min(len(s), len(c)) && reflect.DeepEqual(s[head], c[head]) {
+			head++
+		}
+		tail := 0
+		for tail < min(len(s), len(c))-head && reflect.DeepEqual(s[len(s)-1-tail], c[len(c)-1-tail]) {
+			tail++
+		}
+		out := slices.Clone(s[:head])
+		out = append(out, p.line(guardedItems(s[head:len(s)-tail], c[head:len(c)-tail])))
+		return append(out, s[len(s)-tail:]...), nil
+	}
+	return nil, fmt.Errorf("%v in one, %v in the other", self, cm)
+}
+
+func isMap(v any) bool {
+	_, ok := v.(map[string]any)
+	return ok
+}
+
+// guardedEntry renders the map entry key: value when guard holds.
+func guardedEntry(guard, key string, value any) func(string) string {
+	return func(in string) string {
+		return fmt.Sprintf("%[1]s{{- if %[2]s }}\n%[3]s\n%[1]s{{- end }}", in, guard, indentedYAML(in, map[string]any{key: value}))
+	}
+}
+
+// guardedItems renders the list items of config/default (self) or of config/default-certmanager (cm).
+func guardedItems(self, cm []any) func(string) string {
+	return func(in string) string {
+		var w strings.Builder
+		fmt.Fprintf(&w, "%s{{- if %s }}", in, certManager)
+		if len(cm) > 0 {
+			w.WriteString("\n" + indentedYAML(in, cm))
+		}
+		if len(self) > 0 {
+			fmt.Fprintf(&w, "\n%s{{- else }}\n%s", in, indentedYAML(in, self))
+		}
+		fmt.Fprintf(&w, "\n%s{{- end }}", in)
+		return w.String()
+	}
+}
+
+// indentedYAML is v as template text, every line indented by in.
+func indentedYAML(in string, v any) string {
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		panic(err) // v came from yaml.Unmarshal
+	}
+	lines := strings.Split(strings.TrimRight(helmText(string(b)), "\n"), "\n")
+	for i := range lines {
+		lines[i] = in + lines[i]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // optionalScalar is a map entry rendered only when the value at path is set.
