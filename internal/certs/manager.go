@@ -20,11 +20,14 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
-// The Secret lives in the operator's own namespace. The ClusterRole already grants Secrets
-// cluster-wide for credentials; this names what the certificate needs on its own. Webhook
-// configurations are cluster-scoped and named: the operator may read and patch only its own two.
+// RBAC of the self-managed certificate (--webhook-cert-source=self, config/default's mode). The
+// Secret lives in the operator's own namespace: it is read (get), created by the first replica
+// and renewed (update); the ClusterRole grants Secrets for credentials too, and this names what
+// the certificate needs on its own. Webhook configurations are cluster-scoped and named: the
+// operator may read (get) and patch the caBundle of only its own two. The names are
+// config/default's; the Helm chart derives them, and these, from the release.
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;update
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;update;patch,resourceNames=salesforce-operator-mutating-webhook-configuration;salesforce-operator-validating-webhook-configuration
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;patch,resourceNames=salesforce-operator-mutating-webhook-configuration;salesforce-operator-validating-webhook-configuration
 
 // Defaults matching config/default's names.
 const (
