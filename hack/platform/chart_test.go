@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 const root = "../.."
@@ -76,6 +78,9 @@ func TestHelmLint(t *testing.T) {
 			"--set", "metrics.readerServiceAccount.name=prometheus,metrics.readerServiceAccount.namespace=monitoring"},
 		{"--set", "webhook.certSource=certManager"},
 		{"--set", "webhook.certSource=certManager,namespaced.enabled=true"},
+		{"--set", "webhook.certSource=certManager",
+			"--set-json", `extraVolumes=[{"name":"ca","configMap":{"name":"ca"}}]`,
+			"--set-json", `extraVolumeMounts=[{"name":"ca","mountPath":"/etc/salesforce-ca","readOnly":true}]`},
 	} {
 		if out, err := helm(append([]string{"lint", "--strict", chartDir}, args...)...); err != nil {
 			t.Errorf("%v\n%s", err, out)
@@ -408,4 +413,96 @@ func TestUnsupportedCertSourceIsRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `webhook.certSource "selfSigned" is not supported`) {
 		t.Errorf("expected a refusal naming the value, got %v", err)
 	}
+}
+
+// TestExtraVolumes renders values.yaml's own example of extraVolumes and extraVolumeMounts (a
+// private CA for --salesforce-ca-file) under each webhook.certSource: the pod gets config/'s
+// volume and mount for that source (certManager's webhook certificate, self's none) followed by
+// the example's, and the CA file in the manager's args. Set alone, extraVolumes leaves the mounts
+// as they were: no empty volumeMounts when there are none.
+func TestExtraVolumes(t *testing.T) {
+	example := valuesExample(t, "extraVolumes: []")
+	file := filepath.Join(t.TempDir(), "ca.yaml")
+	if err := os.WriteFile(file, []byte(example), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var ex struct {
+		ExtraArgs         []string `json:"extraArgs"`
+		ExtraVolumes      []any    `json:"extraVolumes"`
+		ExtraVolumeMounts []any    `json:"extraVolumeMounts"`
+	}
+	if err := yaml.Unmarshal([]byte(example), &ex); err != nil {
+		t.Fatalf("values.yaml's example: %v\n%s", err, example)
+	}
+	if len(ex.ExtraArgs) != 1 || len(ex.ExtraVolumes) != 1 || len(ex.ExtraVolumeMounts) != 1 {
+		t.Fatalf("values.yaml's example is not one CA file, volume and mount:\n%s", example)
+	}
+	onlyVolumes, err := json.Marshal(ex.ExtraVolumes)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const prefix = "sf-salesforce-operator-"
+	pod := func(args ...string) map[string]any {
+		d := find(t, helmTemplate(t, "sf", "ops", args...), "Deployment", "ops", prefix+"controller-manager")
+		return get(d, "spec", "template", "spec").(map[string]any)
+	}
+	for _, certSource := range []string{"self", "certManager"} {
+		t.Run("certSource="+certSource, func(t *testing.T) {
+			set := "webhook.certSource=" + certSource
+			base := pod("--set", set)
+			baseVolumes, volumesSet := base["volumes"].([]any)
+			baseMounts, mountsSet := get(base, "containers", 0).(map[string]any)["volumeMounts"].([]any)
+			if certSource == "certManager" && (len(baseVolumes) != 1 || len(baseMounts) != 1) {
+				t.Fatalf("certManager renders volumes %v and mounts %v, not the webhook certificate's", baseVolumes, baseMounts)
+			}
+			if certSource == "self" && (volumesSet || mountsSet) {
+				t.Fatalf("self renders volumes %v and mounts %v", base["volumes"], get(base, "containers", 0, "volumeMounts"))
+			}
+
+			withCA := pod("--set", set, "-f", file)
+			c := get(withCA, "containers", 0).(map[string]any)
+			if got, want := withCA["volumes"], append(slices.Clone(baseVolumes), ex.ExtraVolumes...); !reflect.DeepEqual(got, want) {
+				t.Errorf("volumes: got %v, want %v", got, want)
+			}
+			if got, want := c["volumeMounts"], append(slices.Clone(baseMounts), ex.ExtraVolumeMounts...); !reflect.DeepEqual(got, want) {
+				t.Errorf("volumeMounts: got %v, want %v", got, want)
+			}
+			if args := get(c, "args").([]any); !slices.Contains(args, any(ex.ExtraArgs[0])) {
+				t.Errorf("the manager's args %v lack %s", args, ex.ExtraArgs[0])
+			}
+
+			volumesOnly := pod("--set", set, "--set-json", "extraVolumes="+string(onlyVolumes))
+			c = get(volumesOnly, "containers", 0).(map[string]any)
+			if got, want := volumesOnly["volumes"], append(slices.Clone(baseVolumes), ex.ExtraVolumes...); !reflect.DeepEqual(got, want) {
+				t.Errorf("extraVolumes alone: volumes %v, want %v", got, want)
+			}
+			if mounts, set := c["volumeMounts"]; set != mountsSet || !reflect.DeepEqual(mounts, get(base, "containers", 0).(map[string]any)["volumeMounts"]) {
+				t.Errorf("extraVolumes alone: volumeMounts %v (set: %v), want as without it", mounts, set)
+			}
+		})
+	}
+}
+
+// valuesExample returns the example commented out above the line of values.yaml that is key: the
+// comment's lines indented under "#   ", uncommented.
+func valuesExample(t *testing.T, key string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	i := slices.Index(lines, key)
+	if i < 0 {
+		t.Fatalf("values.yaml has no line %q", key)
+	}
+	var example []string
+	for i--; i >= 0 && strings.HasPrefix(lines[i], "#   "); i-- {
+		example = append([]string{strings.TrimPrefix(lines[i], "#   ")}, example...)
+	}
+	if len(example) == 0 {
+		t.Fatalf("values.yaml has no example above %q", key)
+	}
+	return strings.Join(example, "\n") + "\n"
 }

@@ -438,8 +438,34 @@ func (t *template) render() (string, error) {
 		return "", err
 	}
 	p := &placeholders{inline: map[string]string{}, lines: map[string]func(string) string{}}
-	if t.certManager != nil {
-		merged, err := p.either(o, t.certManager)
+	cm := t.certManager
+	var volumes []volumeList
+	if o["kind"] == "Deployment" {
+		// The pod's volumes and the manager's mounts: config/'s, chosen by webhook.certSource as
+		// either would, then the chart's extra ones. Taken out here, templated below.
+		if cm != nil {
+			if cm, err = deepCopy(cm); err != nil {
+				return "", err
+			}
+		}
+		for _, v := range []volumeList{
+			{in: container, key: "volumeMounts", extra: "$.Values.extraVolumeMounts"},
+			{in: podSpec, key: "volumes", extra: "$.Values.extraVolumes"},
+		} {
+			if v.self, err = takeList(v.in(o), v.key); err != nil {
+				return "", err
+			}
+			v.cm = v.self
+			if cm != nil {
+				if v.cm, err = takeList(v.in(cm), v.key); err != nil {
+					return "", err
+				}
+			}
+			volumes = append(volumes, v)
+		}
+	}
+	if cm != nil {
+		merged, err := p.either(o, cm)
 		if err != nil {
 			return "", fmt.Errorf("config/default-certmanager changes it in a way the generator does not template: %w", err)
 		}
@@ -488,6 +514,9 @@ func (t *template) render() (string, error) {
 			p.line(func(in string) string {
 				return fmt.Sprintf("%[1]s{{- range $.Values.extraArgs }}\n%[1]s- {{ . | quote }}\n%[1]s{{- end }}", in)
 			}))
+		for _, v := range volumes {
+			v.in(o)[p.line(v.render)] = ""
+		}
 		ps := podSpec(o)
 		for _, key := range []string{"imagePullSecrets", "nodeSelector", "tolerations", "affinity"} {
 			if _, set := ps[key]; set {
@@ -671,6 +700,59 @@ func indentedYAML(in string, v any) string {
 		lines[i] = in + lines[i]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// volumeList is a list of the Deployment's that the chart extends with a value's items: the pod's
+// volumes, the manager's volumeMounts.
+type volumeList struct {
+	in       func(object) map[string]any // the map that holds the list
+	key      string
+	self, cm []any  // config/default's items and config/default-certmanager's
+	extra    string // the value whose items follow config/'s
+}
+
+// takeList removes the list m[key] from m and returns it.
+func takeList(m map[string]any, key string) ([]any, error) {
+	v, set := m[key]
+	if !set {
+		return nil, nil
+	}
+	delete(m, key)
+	l, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%s is %T, not a list", key, v)
+	}
+	return l, nil
+}
+
+// render renders the entry key: config/'s items for webhook.certSource, then the value's; the key
+// only when there are items, so that neither leaves an empty list behind.
+func (v volumeList) render(in string) string {
+	var guard string
+	switch {
+	case len(v.self) == 0 && len(v.cm) == 0:
+		guard = v.extra
+	case len(v.cm) == 0:
+		guard = fmt.Sprintf("or (%s) %s", selfCert, v.extra)
+	case len(v.self) == 0:
+		guard = fmt.Sprintf("or (%s) %s", certManager, v.extra)
+	}
+	var w strings.Builder
+	if guard != "" {
+		fmt.Fprintf(&w, "%s{{- if %s }}\n", in, guard)
+	}
+	fmt.Fprintf(&w, "%s%s:", in, v.key)
+	switch {
+	case !reflect.DeepEqual(v.self, v.cm):
+		w.WriteString("\n" + guardedItems(v.self, v.cm)(in))
+	case len(v.self) > 0:
+		w.WriteString("\n" + indentedYAML(in, v.self))
+	}
+	fmt.Fprintf(&w, "\n%[1]s{{- with %[2]s }}\n%[1]s{{- toYaml . | nindent %[3]d }}\n%[1]s{{- end }}", in, v.extra, len(in))
+	if guard != "" {
+		fmt.Fprintf(&w, "\n%s{{- end }}", in)
+	}
+	return w.String()
 }
 
 // optionalScalar is a map entry rendered only when the value at path is set.
