@@ -56,7 +56,7 @@ func (c *cluster) up() error {
 			return fmt.Errorf("cleaning up the previous run: %w", err)
 		}
 	}
-	if err := ensurePackages(); err != nil {
+	if err := ensurePackages(c.path("logs")); err != nil {
 		return err
 	}
 	if err := c.resolveHost(); err != nil {
@@ -242,8 +242,9 @@ var packages = []struct{ command, pkg string }{
 	{"ip", "iproute2"},
 }
 
-// ensurePackages installs, with apt-get, the packages of the commands that are missing.
-func ensurePackages() error {
+// ensurePackages installs, with apt-get, the packages of the commands that are missing; its
+// output goes to logDir/apt-get.log, shown when it fails.
+func ensurePackages(logDir string) error {
 	var missing []string
 	for _, p := range packages {
 		if _, err := exec.LookPath(p.command); err != nil && !slices.Contains(missing, p.pkg) {
@@ -260,15 +261,27 @@ func ensurePackages() error {
 	if len(missing) == 0 {
 		return nil
 	}
+	t := time.Now()
 	logf("installing with apt-get: %s", strings.Join(missing, " "))
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return err
+	}
+	logPath := filepath.Join(logDir, "apt-get.log")
+	log, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
 	for _, args := range [][]string{{"update", "-qq"}, append([]string{"install", "-y", "-qq", "--no-install-recommends"}, missing...)} {
 		cmd := exec.Command("apt-get", args...)
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		cmd.Stdout, cmd.Stderr = log, log
 		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("apt-get %s: %w", args[0], err)
+			os.Stderr.Write(tail(logPath, 20))
+			return fmt.Errorf("apt-get %s: %w (its output: %s)", args[0], err, logPath)
 		}
 	}
+	logf("installed in %s", since(t))
 	return nil
 }
 
