@@ -46,12 +46,24 @@ func (c *cluster) up() error {
 	if err := c.checkMarker(); err != nil {
 		return err
 	}
-	if err := c.healthy(); err == nil {
+	if c.allRunning() {
+		// Never restart a cluster whose processes all run: a suite may be using it.
+		if err := c.waitFor("the running cluster to be healthy", 60*time.Second, "kube-apiserver", c.healthy); err != nil {
+			return fmt.Errorf("it runs (%s) but is not healthy: %w; see its logs in %s, 'make e2e-cluster-down' stops it", c.dir, err, c.path("logs"))
+		}
 		logf("already running (%s); 'make e2e-cluster-down' stops it", c.dir)
 		c.printAccess()
 		return nil
-	} else if c.leftovers() {
-		logf("a previous run is still partly there (%v): cleaning it up first", err)
+	}
+	if c.leftovers() {
+		why := "none of its processes runs"
+		for _, name := range stopOrder {
+			if c.running(name) != 0 {
+				why = c.healthy().Error()
+				break
+			}
+		}
+		logf("a previous run is still partly there (%s): cleaning it up first", why)
 		if err := c.cleanup(); err != nil {
 			return fmt.Errorf("cleaning up the previous run: %w", err)
 		}
@@ -321,11 +333,21 @@ func (c *cluster) waitFor(what string, timeout time.Duration, component string, 
 	}
 }
 
+// allRunning says whether the process of every component runs.
+func (c *cluster) allRunning() bool {
+	for _, name := range stopOrder {
+		if c.running(name) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // healthy says whether every component runs and the node is Ready.
 func (c *cluster) healthy() error {
-	for _, comp := range c.components() {
-		if c.running(comp.name) == 0 {
-			return fmt.Errorf("%s is not running", comp.name)
+	for _, name := range stopOrder {
+		if c.running(name) == 0 {
+			return fmt.Errorf("%s is not running", name)
 		}
 	}
 	if err := c.apiGet("/readyz", nil); err != nil {
