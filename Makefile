@@ -82,6 +82,8 @@ run: envtest ## Run the operator: against KUBECONFIG's cluster if reachable, els
 # The image `make image` writes: an OCI image layout tarball that is also a docker-archive.
 IMAGE_TAR ?= bin/image/salesforce-operator.tar
 IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
+# The image's org.opencontainers.image.revision label.
+IMAGE_REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 # The CA certificates the image trusts: Debian's ca-certificates package, installed when missing.
 CA_CERTS ?= /etc/ssl/certs/ca-certificates.crt
 
@@ -95,14 +97,14 @@ ca-certificates:
 image: ca-certificates ## Build the manager's image IMG without Docker into IMAGE_TAR and print its digest (reproducible).
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -buildvcs=false -ldflags="-s -w" -o bin/manager-linux-$(IMAGE_ARCH) .
 	$(GO) run ./hack/image -binary bin/manager-linux-$(IMAGE_ARCH) -arch $(IMAGE_ARCH) -ca-file $(CA_CERTS) \
-	  -name $(IMG) -revision "$$(git rev-parse HEAD 2>/dev/null)" -out $(IMAGE_TAR)
+	  -name $(IMG) -revision "$(IMAGE_REVISION)" -out $(IMAGE_TAR)
 
 .PHONY: image-check
 image-check: image ## Build the image a second time with an empty Go build cache and fail unless the digests match.
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) GOCACHE=$$tmp/cache $(GO) build -trimpath -buildvcs=false -ldflags="-s -w" -o $$tmp/manager . && \
 	$(GO) run ./hack/image -binary $$tmp/manager -arch $(IMAGE_ARCH) -ca-file $(CA_CERTS) \
-	  -name $(IMG) -revision "$$(git rev-parse HEAD 2>/dev/null)" -out $$tmp/image.tar > $$tmp/digest && \
+	  -name $(IMG) -revision "$(IMAGE_REVISION)" -out $$tmp/image.tar > $$tmp/digest && \
 	cmp -s $(IMAGE_TAR) $$tmp/image.tar && echo "reproducible: $$(cut -d' ' -f1 $$tmp/digest), twice" || \
 	{ echo "not reproducible: $$(cut -d' ' -f1 $$tmp/digest) differs from $(IMAGE_TAR)" >&2; exit 1; }
 
@@ -185,3 +187,21 @@ e2e-cluster-status: e2e-cluster-tool ## Show the cluster's components and node.
 .PHONY: e2e-cluster-check
 e2e-cluster-check: e2e-cluster-tool e2e-cluster-images ## Smoke-test the running cluster: a Deployment behind a Service, reached from the host and a pod; a pod reaching https://10.96.0.1.
 	@$(E2E_CLUSTER) check
+
+# `make e2e`: the manager's image twice (the second differs in its revision label, for the rolling
+# upgrade), imported into the cluster of `make e2e-cluster`, then hack/e2e's suite with the
+# cluster's own kubectl (v1.36.3) and the chart's helm (hack/platform). The cluster is brought down
+# afterwards, pass or fail, unless E2E_KEEP=1.
+E2E_IMG ?= ghcr.io/sfops/salesforce-operator:e2e
+
+.PHONY: e2e
+e2e: e2e-cluster ## End-to-end suite in a real cluster: install (config/default, then the Helm chart), demo orgs Connected in-pod, webhooks, leader failover, securityContext, rolling upgrade.
+	@mkdir -p $(E2E_BIN)
+	$(MAKE) --no-print-directory image IMG=$(E2E_IMG)-a IMAGE_TAR=$(E2E_BIN)/operator-a.tar IMAGE_REVISION=e2e-a
+	$(MAKE) --no-print-directory image IMG=$(E2E_IMG)-b IMAGE_TAR=$(E2E_BIN)/operator-b.tar IMAGE_REVISION=e2e-b
+	@$(E2E_CLUSTER) load $(E2E_BIN)/operator-a.tar $(E2E_BIN)/operator-b.tar
+	cd hack/platform && $(GO) build -o $(E2E_BIN)/helm helm.sh/helm/v4/cmd/helm
+	@rc=0; PATH="$(KUBEBUILDER_ASSETS):$$PATH" E2E_KUBECONFIG=$(E2E_CLUSTER_DIR)/kubeconfig \
+	  E2E_IMAGE=$(E2E_IMG)-a E2E_IMAGE_NEXT=$(E2E_IMG)-b E2E_HELM=$(E2E_BIN)/helm \
+	  $(GO) test -count=1 -v -timeout 30m ./hack/e2e $(TESTFLAGS) || rc=$$?; \
+	  if [ -z "$(E2E_KEEP)" ]; then $(E2E_CLUSTER) down; fi; exit $$rc
