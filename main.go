@@ -11,6 +11,8 @@ package main
 import (
 	"flag"
 	"os"
+	"runtime"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -26,6 +28,11 @@ func main() {
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	setupLog := ctrl.Log.WithName("setup")
+	if o.PprofAddr != "" && o.PprofAddr != "0" {
+		// Sample contention too, so that the mutex and block profiles have something to show.
+		runtime.SetMutexProfileFraction(10)
+		runtime.SetBlockProfileRate(int(time.Millisecond))
+	}
 	if err := finish(); err != nil {
 		setupLog.Error(err, "invalid flags")
 		os.Exit(2)

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -146,6 +147,10 @@ func measure(ctx context.Context, bin, out string, n int, latency time.Duration,
 	if err != nil {
 		return r, err
 	}
+	pprofAddr, err := freeAddr()
+	if err != nil {
+		return r, err
+	}
 	logf, err := os.Create(filepath.Join(out, fmt.Sprintf("manager-%d.log", n)))
 	if err != nil {
 		return r, err
@@ -179,7 +184,7 @@ func measure(ctx context.Context, bin, out string, n int, latency time.Duration,
 	// The manager starts once every org exists, so the time to Connected is the operator's, not
 	// the API server's rate of creating objects.
 	mgr := exec.Command(bin, "--enable-webhooks=false", "--health-probe-bind-address=0",
-		"--metrics-bind-address="+metricsAddr, "--metrics-secure=false",
+		"--metrics-bind-address="+metricsAddr, "--metrics-secure=false", "--pprof-bind-address="+pprofAddr,
 		"--salesforce-allowed-hosts="+fake.Host(), "--salesforce-ca-file="+ca,
 		"--max-concurrent-checks="+strconv.Itoa(conc), "--salesforce-host-qps=0", "--salesforce-org-qps=0")
 	mgr.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
@@ -202,15 +207,20 @@ func measure(ctx context.Context, bin, out string, n int, latency time.Duration,
 	r.HeapMiB = scrape(metricsAddr, "go_memstats_heap_inuse_bytes") / (1 << 20)
 	r.RSSKiBPerOrgAbove = r.RSSMiB * 1024 / float64(n)
 
-	// A sweep: every org asked to re-check at once; it runs from the first of those checks' calls
-	// to the last (the requests go out faster than the checks can run).
-	base, cpu0 := fake.TotalCalls(), cpuSeconds(mgr.Process.Pid)
-	var sweepStart time.Time
+	if err := fetch(pprofAddr, "heap?gc=1", filepath.Join(out, fmt.Sprintf("heap-%d.pb.gz", n))); err != nil {
+		return r, err
+	}
+
+	// A sweep: every org asked to re-check at once. It is timed by the fake's call log, from the
+	// first call of the sweep to the answer that completed the last org's check (the requests go
+	// out faster than the checks can run); a CPU profile of the manager covers it.
+	r.IdealSweep = float64(n) * latency.Seconds() / float64(conc)
+	fake.StartCallLog()
+	cpu0 := cpuSeconds(mgr.Process.Pid)
+	profiled := make(chan error, 1)
 	go func() {
-		for fake.TotalCalls() == base && ctx.Err() == nil {
-			time.Sleep(5 * time.Millisecond)
-		}
-		sweepStart = time.Now()
+		secs := int(max(5, 1.5*r.IdealSweep+1))
+		profiled <- fetch(pprofAddr, fmt.Sprintf("profile?seconds=%d", secs), filepath.Join(out, fmt.Sprintf("cpu-sweep-%d.pb.gz", n)))
 	}()
 	err = parallel(ctx, n, 64, func(i int) error {
 		patch := client.RawPatch("application/merge-patch+json",
@@ -220,18 +230,30 @@ func measure(ctx context.Context, bin, out string, n int, latency time.Duration,
 	if err != nil {
 		return r, err
 	}
-	for fake.TotalCalls() < base+n {
+	var calls []sftest.Call
+	for {
 		if ctx.Err() != nil {
 			return r, ctx.Err()
 		}
+		calls = fake.CallLog()
+		if checkedOrgs(calls) >= n {
+			break
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	r.SweepSeconds = time.Since(sweepStart).Seconds()
+	r.SweepSeconds = calls[len(calls)-1].End.Sub(calls[0].Start).Seconds()
+	r.CallsPerCheck = float64(len(calls)) / float64(n)
 	time.Sleep(2 * time.Second)
-	r.CallsPerCheck = float64(fake.TotalCalls()-base) / float64(n)
 	r.CPUMsPerCheck = (cpuSeconds(mgr.Process.Pid) - cpu0) * 1000 / float64(n)
-	r.IdealSweep = float64(n) * latency.Seconds() / float64(conc)
 	r.SweepRatio = r.SweepSeconds / r.IdealSweep
+	if err := <-profiled; err != nil {
+		return r, err
+	}
+	for _, p := range []string{"mutex", "block"} {
+		if err := fetch(pprofAddr, p, filepath.Join(out, fmt.Sprintf("%s-%d.pb.gz", p, n))); err != nil {
+			return r, err
+		}
+	}
 	r.PeakCallsPerSec = int(peak.Load())
 	return r, nil
 }
@@ -310,6 +332,34 @@ func watchRate(ctx context.Context, fake *sftest.Server) *atomic.Int64 {
 		}
 	}()
 	return peak
+}
+
+// checkedOrgs counts the orgs with an answered call in the log.
+func checkedOrgs(calls []sftest.Call) int {
+	seen := map[string]bool{}
+	for _, c := range calls {
+		if c.Org != "" {
+			seen[c.Org] = true
+		}
+	}
+	return len(seen)
+}
+
+// fetch saves one of the manager's pprof profiles (path below /debug/pprof/) to file.
+func fetch(addr, path, file string) error {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/" + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("pprof %s: %s", path, resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, b, 0o644)
 }
 
 func freeAddr() (string, error) {

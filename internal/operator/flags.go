@@ -22,6 +22,7 @@ func BindFlags(fs *flag.FlagSet, o *Options) (finish func() error) {
 	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", 60*time.Second, "How long a leader's lease lasts without renewal: the longest a failover waits after a crash.")
 	fs.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", 45*time.Second, "How long the leader keeps trying to renew before it gives up and exits: the longest API-server outage the leader survives.")
 	fs.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", 5*time.Second, "How often leader-election clients retry.")
+	fs.StringVar(&o.PprofAddr, "pprof-bind-address", "0", "Address that serves Go's pprof profiles (/debug/pprof/heap, profile, mutex, block); \"0\" disables it. Bind it to localhost (127.0.0.1:6060) and reach it with kubectl port-forward.")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address the health probes bind to.")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader, so that only one replica reconciles at a time.")
 	fs.StringVar(&o.LeaderElectNS, "leader-election-namespace", "", "Namespace of the leader-election lease (default: the pod's).")

@@ -54,6 +54,10 @@ type Options struct {
 	// authorises (get on the /metrics non-resource URL), as kubebuilder scaffolds.
 	MetricsSecure bool
 	ProbeAddr     string
+	// PprofAddr serves net/http/pprof (heap, CPU, mutex and block profiles) on this address; ""
+	// or "0" serves nothing. Profiles show no Secret data, but bind it to localhost or a port
+	// only an operator of the cluster can reach.
+	PprofAddr     string
 	LeaderElect   bool
 	LeaderElectNS string
 	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election (0: 60s, 45s, 5s).
@@ -145,6 +149,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Scheme:                  Scheme,
 		Metrics:                 metrics,
 		HealthProbeBindAddress:  o.ProbeAddr,
+		PprofBindAddress:        o.PprofAddr,
 		LeaderElection:          o.LeaderElect,
 		LeaderElectionID:        electionID,
 		LeaderElectionNamespace: o.LeaderElectNS,

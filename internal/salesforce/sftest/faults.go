@@ -67,3 +67,40 @@ func (o *Org) RefreshIssuedAt() time.Time {
 	defer o.s.mu.Unlock()
 	return o.currentIssued
 }
+
+// Call is one HTTP request in the call log: its endpoint, the org it was attributed to ("" when
+// none), and when it arrived and was answered.
+type Call struct {
+	Endpoint, Org string
+	Start, End    time.Time
+}
+
+// StartCallLog starts (or restarts, empty) a log of every request from now on, for benchmarks
+// that time a burst of checks by what Salesforce saw rather than by polling a counter. It is off
+// by default: a test server keeps no log.
+func (s *Server) StartCallLog() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.logging, s.log = true, nil
+}
+
+// CallLog returns the requests answered since StartCallLog, in the order they were answered.
+func (s *Server) CallLog() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Call(nil), s.log...)
+}
+
+// logCall appends a request answered now to the call log, when it is on.
+func (s *Server) logCall(ep string, o *Org, start time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.logging {
+		return
+	}
+	c := Call{Endpoint: ep, Start: start, End: time.Now()}
+	if o != nil {
+		c.Org = o.spec.Name
+	}
+	s.log = append(s.log, c)
+}

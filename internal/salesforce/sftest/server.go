@@ -85,6 +85,8 @@ type Server struct {
 
 	checkDelay time.Duration // SetCheckDelay
 	latency    time.Duration // SetLatency
+	logging    bool          // StartCallLog
+	log        []Call
 }
 
 type accessGrant struct {
@@ -252,6 +254,7 @@ func (s *Server) ResetCalls() {
 
 // ServeHTTP counts the request, applies any injected failure, and answers it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 	ep := endpointOf(r.URL.Path)
 	var body []byte
@@ -264,6 +267,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	o := s.attributeLocked(r, ep)
+	defer s.logCall(ep, o, start)
 	if o != nil {
 		s.perOrg[o]++
 	}
