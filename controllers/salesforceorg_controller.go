@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -29,6 +30,7 @@ const OrgFinalizer = "salesforce.sfops.io/in-use-protection"
 // Checker is the part of the Salesforce client the org reconciler uses.
 type Checker interface {
 	CheckWith(ctx context.Context, cred salesforce.Credential, persist salesforce.Persist) (*salesforce.CheckResult, error)
+	CheckHeld(ctx context.Context, cred salesforce.Credential) (res *salesforce.CheckResult, held bool, err error)
 	AuthorizeSandbox(ctx context.Context, prod salesforce.Credential, prodPersist salesforce.Persist, sandboxName string) (*salesforce.SandboxAuthorization, error)
 	Forget(cred salesforce.Credential)
 }
@@ -53,6 +55,10 @@ type SalesforceOrgReconciler struct {
 	CheckTimeout time.Duration
 	// MaxConcurrentReconciles bounds parallel checks. Zero means 8.
 	MaxConcurrentReconciles int
+	// StatusHeartbeat is how stale status.lastCheckTime (with lastConnectedTime and apiRequests)
+	// may grow while nothing else in status changes: a check that changes nothing a user acts on
+	// writes no status until then. Zero means DefaultStatusHeartbeat.
+	StatusHeartbeat time.Duration
 
 	// startedAt is when this manager started: overdue first checks are spread from here.
 	startedAt time.Time
@@ -61,17 +67,33 @@ type SalesforceOrgReconciler struct {
 	memory sync.Map
 }
 
-// orgMemory is what this manager remembers of one org between reconciles.
+// orgMemory is what this manager remembers of one org between reconciles. It is kept small:
+// one exists for every org the manager watches.
 type orgMemory struct {
-	// written is the status this manager last wrote after a check. The cache can serve an older
-	// one for a moment (our own Secret write-back wakes the org at once); the newer one wins.
+	// checkedBefore: this manager has checked the org since it started.
+	checkedBefore bool
+	// written is the status this manager last wrote after a check, until the cache has it: the
+	// cache can serve an older one for a moment (our own Secret write-back wakes the org at
+	// once), and the newer one wins.
 	written *sfv1.SalesforceOrgStatus
-	// lastCred is the credential last used, so that it can be forgotten when the org goes.
-	lastCred salesforce.Credential
+	// held is the last check's clock and API headroom when the status policy held them back
+	// (see holdBack): the next check is scheduled from them, not from the older status.
+	held *heldCheck
+	// lastCred is the credential last used, so that it can be forgotten when the org goes, and
+	// so that a check of an unchanged Secret can reuse its access token without reading the
+	// Secret; lastCredVersion is the Secret version it was read from (or written to).
+	lastCred        salesforce.Credential
+	lastCredVersion string
 	// probedSecretVersion is the auth Secret version whose writability was last probed.
 	probedSecretVersion string
 	// deferredDeletion is the deletion request last announced by an event.
 	deferredDeletion string
+}
+
+// heldCheck is what a check changed that status shows only at the heartbeat.
+type heldCheck struct {
+	checked, connected *metav1.Time
+	api                *sfv1.APIRequests
 }
 
 // orgScope is everything one reconcile of an org works from, loaded once.
@@ -130,11 +152,19 @@ func (r *SalesforceOrgReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	sc := r.loadScope(org)
 	patcher := newStatusPatcher(r.Client, org)
+	recallHeld(sc)
 	defer func() {
+		held := r.holdBack(patcher.original.(*sfv1.SalesforceOrg).Status, &org.Status)
 		if err := patcher.patch(ctx, org, orgStatus); err != nil {
 			retErr = errors.Join(retErr, err)
-		} else if sc.checked {
-			sc.mem.written = org.Status.DeepCopy()
+			return
+		}
+		sc.mem.held = held
+		if sc.checked {
+			sc.mem.checkedBefore = true
+			if patcher.wrote {
+				sc.mem.written = org.Status.DeepCopy()
+			}
 		}
 	}()
 
@@ -152,19 +182,75 @@ func (r *SalesforceOrgReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 func orgStatus(o client.Object) any { return o.(*sfv1.SalesforceOrg).Status }
 
 // loadScope pairs the org with this manager's memory of it. When the memory holds a newer check
-// than the cached org (our own status write has not reached the cache yet), the memory wins.
+// than the cached org (our own status write has not reached the cache yet), the memory wins;
+// once the cache has it, the memory lets it go.
 func (r *SalesforceOrgReconciler) loadScope(org *sfv1.SalesforceOrg) *orgScope {
 	m, _ := r.memory.LoadOrStore(org.UID, &orgMemory{})
 	sc := &orgScope{org: org, mem: m.(*orgMemory)}
+	sc.checkedBefore = sc.mem.checkedBefore
 	if w := sc.mem.written; w != nil {
-		sc.checkedBefore = true
 		if org.Status.LastCheckTime == nil || w.LastCheckTime.After(org.Status.LastCheckTime.Time) {
 			usedBy, count := org.Status.UsedBy, org.Status.StageCount
 			org.Status = *w.DeepCopy()
 			org.Status.UsedBy, org.Status.StageCount = usedBy, count
+		} else {
+			sc.mem.written = nil
 		}
 	}
 	return sc
+}
+
+// recallHeld puts back the last check's clock and headroom that status did not get (holdBack),
+// unless status has a newer check.
+func recallHeld(sc *orgScope) {
+	h, st := sc.mem.held, &sc.org.Status
+	if h == nil {
+		return
+	}
+	if st.LastCheckTime != nil && !h.checked.After(st.LastCheckTime.Time) {
+		sc.mem.held = nil
+		return
+	}
+	st.LastCheckTime, st.LastConnectedTime, st.APIRequests = h.checked, h.connected, h.api
+}
+
+// DefaultStatusHeartbeat is how stale status.lastCheckTime may grow while nothing else changes.
+const DefaultStatusHeartbeat = time.Hour
+
+// holdBack applies the status write policy to now, the status about to be written over was (the
+// status as written). What a user or a tool acts on (conditions, connection, facts, versions,
+// lastHandledReconcileAt) is written at once. A check that changed only its own clock
+// (lastCheckTime, lastConnectedTime) and the API headroom by less than a step writes nothing
+// until lastCheckTime is StatusHeartbeat old: holdBack then puts was's values of those three
+// back into now and returns the held ones. Every write carries the newest of all.
+func (r *SalesforceOrgReconciler) holdBack(was sfv1.SalesforceOrgStatus, now *sfv1.SalesforceOrgStatus) *heldCheck {
+	if was.LastCheckTime == nil || now.LastCheckTime == nil || !now.LastCheckTime.After(was.LastCheckTime.Time) ||
+		now.LastCheckTime.Sub(was.LastCheckTime.Time) >= r.statusHeartbeat() || headroomMoved(was.APIRequests, now.APIRequests) {
+		return nil
+	}
+	h := &heldCheck{checked: now.LastCheckTime, connected: now.LastConnectedTime, api: now.APIRequests}
+	now.LastCheckTime, now.LastConnectedTime, now.APIRequests = was.LastCheckTime, was.LastConnectedTime, was.APIRequests
+	if !equality.Semantic.DeepEqual(was, *now) {
+		now.LastCheckTime, now.LastConnectedTime, now.APIRequests = h.checked, h.connected, h.api
+		return nil
+	}
+	return h
+}
+
+// headroomMoved: the daily API limit changed, or what is left of it moved by 1% of it or more.
+func headroomMoved(was, now *sfv1.APIRequests) bool {
+	if was == nil || now == nil {
+		return was != now
+	}
+	step := max(was.Max/100, 1)
+	return was.Max != now.Max || now.Remaining-was.Remaining >= step || was.Remaining-now.Remaining >= step
+}
+
+func (r *SalesforceOrgReconciler) statusHeartbeat() time.Duration {
+	if r.StatusHeartbeat > 0 {
+		return r.StatusHeartbeat
+	}
+	return DefaultStatusHeartbeat
 }
 
 // phases runs the chain and returns the success summary with the time to the next reconcile, or
@@ -197,6 +283,17 @@ func (r *SalesforceOrgReconciler) phases(ctx context.Context, sc *orgScope) (sum
 	}
 	if wait := r.dueIn(sc.org, secretVersion, sc.checkedBefore, time.Now()); wait > 0 {
 		return r.summarise(ctx, sc, wait)
+	}
+	if cred := r.heldCredential(sc, secretVersion); cred != nil {
+		// The Secret is the version already checked and the client holds a live access token
+		// for it: check with that, without reading the Secret. A refresh reads it afresh below.
+		now := time.Now()
+		checkCtx, cancel := context.WithTimeout(ctx, r.checkTimeout())
+		res, held, err := r.Salesforce.CheckHeld(checkCtx, cred)
+		cancel()
+		if held {
+			return r.checked(ctx, sc, res, err, now, secretVersion)
+		}
 	}
 	cred, secret, err := r.credential(ctx, sc)
 	if err != nil && isCheckError(err) {
@@ -499,7 +596,6 @@ func (r *SalesforceOrgReconciler) credentialFailed(ctx context.Context, sc *orgS
 // check calls Salesforce (the client persists a rotation before it uses the new token) and
 // records the outcome.
 func (r *SalesforceOrgReconciler) check(ctx context.Context, sc *orgScope, cred salesforce.Credential, secretVersion string) (summary, time.Duration, error) {
-	org := sc.org
 	now := time.Now()
 	sc.mem.lastCred = cred
 	var persist salesforce.Persist
@@ -524,6 +620,24 @@ func (r *SalesforceOrgReconciler) check(ctx context.Context, sc *orgScope, cred 
 			return summary{}, 0, err
 		}
 	}
+	return r.checked(ctx, sc, res, err, now, secretVersion)
+}
+
+// heldCredential is the credential of the org's last check when a check may reuse the client's
+// access token for it: the auth Secret (an auth URL or a JWT key of the org's own) is still the
+// version that credential came from, and that version was checked. Else nil: read the Secret.
+func (r *SalesforceOrgReconciler) heldCredential(sc *orgScope, secretVersion string) salesforce.Credential {
+	m := sc.mem
+	if m.lastCred == nil || sc.org.Source() == sfv1.CredentialSourceSandboxOf || secretVersion == "" ||
+		m.lastCredVersion != secretVersion || sc.org.Status.CheckedSecretVersion != secretVersion {
+		return nil
+	}
+	return m.lastCred
+}
+
+// checked records the outcome of a check that started at now, of the Secret at secretVersion.
+func (r *SalesforceOrgReconciler) checked(ctx context.Context, sc *orgScope, res *salesforce.CheckResult, err error, now time.Time, secretVersion string) (summary, time.Duration, error) {
+	org := sc.org
 	checkDuration.WithLabelValues(reasonOf(err)).Observe(time.Since(now).Seconds())
 	sc.checked = true
 	org.Status.LastCheckTime = &metav1.Time{Time: now}
@@ -534,6 +648,7 @@ func (r *SalesforceOrgReconciler) check(ctx context.Context, sc *orgScope, cred 
 	if res != nil && res.RotatedAuthURL != nil && salesforce.ReasonOf(err) != salesforce.ReasonSecretUpdateFailed {
 		sc.mem.lastCred = *res.RotatedAuthURL
 	}
+	sc.mem.lastCredVersion = org.Status.CheckedSecretVersion
 	if err != nil {
 		return r.checkFailed(ctx, sc, err)
 	}

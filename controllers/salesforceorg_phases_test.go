@@ -30,6 +30,9 @@ const testAuthURL = "force://PlatformCLI::5Aep861testtoken@acme.my.salesforce.co
 type fakeChecker struct {
 	mu     sync.Mutex
 	calls  int
+	// holds: CheckHeld has an access token for any credential it was given by CheckWith.
+	holds     bool
+	heldCalls int
 	facts  salesforce.OrgFacts
 	err    error
 	rotate *salesforce.AuthURL
@@ -48,6 +51,20 @@ func (f *fakeChecker) CheckWith(ctx context.Context, _ salesforce.Credential, pe
 		return nil, f.err
 	}
 	return &salesforce.CheckResult{Facts: f.facts}, nil
+}
+
+// CheckHeld holds no access token unless holds is set: then it checks as CheckWith does.
+func (f *fakeChecker) CheckHeld(context.Context, salesforce.Credential) (*salesforce.CheckResult, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.holds {
+		return nil, false, nil
+	}
+	f.heldCalls++
+	if f.err != nil {
+		return nil, true, f.err
+	}
+	return &salesforce.CheckResult{Facts: f.facts}, true, nil
 }
 
 func (f *fakeChecker) Forget(salesforce.Credential) {}

@@ -183,6 +183,8 @@ func NewNotifier(r recorder.EventRecorder) notifier { return notifier{recorder: 
 type statusPatcher struct {
 	client   client.Client
 	original client.Object
+	// wrote: the last patch sent a write (status differed from the original).
+	wrote bool
 }
 
 func newStatusPatcher(c client.Client, obj client.Object) *statusPatcher {
@@ -194,6 +196,7 @@ func (p *statusPatcher) patch(ctx context.Context, obj client.Object, status fun
 	if equality.Semantic.DeepEqual(status(p.original), status(obj)) {
 		return nil
 	}
+	p.wrote = true
 	return client.IgnoreNotFound(p.client.Status().Patch(ctx, obj, client.MergeFrom(p.original)))
 }
 

@@ -38,6 +38,8 @@ var (
 	k8s        client.Client
 	fakeSF     *sftest.Server
 	kubeconfig string
+	// mgrRequests logs every request the manager sends to the API server.
+	mgrRequests = &requestLog{}
 	// mgrCache is the manager's own cache, for tests of what it holds.
 	mgrCache cache.Cache
 	logs     = &syncBuffer{}
@@ -90,7 +92,9 @@ func runSuite(m *testing.M) int {
 	defer fakeSF.Close()
 
 	wh := testEnv.WebhookInstallOptions
-	mgr, err := operator.New(cfg, operator.Options{
+	mgrCfg := rest.CopyConfig(cfg)
+	mgrCfg.Wrap(mgrRequests.wrap)
+	mgr, err := operator.New(mgrCfg, operator.Options{
 		MetricsAddr:       "0",
 		ProbeAddr:         "0",
 		EnableWebhooks:    true,

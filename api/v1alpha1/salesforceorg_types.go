@@ -264,14 +264,21 @@ type SalesforceOrgStatus struct {
 	// trialExpirationDate is when a scratch or trial org expires.
 	// +optional
 	TrialExpirationDate *metav1.Time `json:"trialExpirationDate,omitempty"`
-	// apiRequests is the org's daily API allowance as of the last check.
+	// apiRequests is the org's daily API allowance as of a recent check: it is written when what
+	// is left moves by 1% of the limit or more, else with lastCheckTime (the
+	// salesforce_org_api_requests_remaining metric has every check's value).
 	// +optional
 	APIRequests *APIRequests `json:"apiRequests,omitempty"`
 
-	// lastCheckTime is when the connection was last checked, successfully or not.
+	// lastCheckTime is when the connection was last checked, successfully or not. A check that
+	// changes nothing else in status does not write it until it is older than the operator's
+	// --status-heartbeat (1h by default), so it can lag the latest check by that much; anything
+	// else a check finds (conditions, connection, facts) is written at once, and with it the
+	// newest lastCheckTime. The salesforce_org_last_successful_check_timestamp_seconds metric
+	// has every check.
 	// +optional
 	LastCheckTime *metav1.Time `json:"lastCheckTime,omitempty"`
-	// lastConnectedTime is when a check last succeeded.
+	// lastConnectedTime is when a check last succeeded; written with lastCheckTime.
 	// +optional
 	LastConnectedTime *metav1.Time `json:"lastConnectedTime,omitempty"`
 	// consecutiveFailures counts failed checks since the last success.

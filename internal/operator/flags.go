@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sfops/salesforce-operator/controllers"
 	"github.com/sfops/salesforce-operator/internal/certs"
 	"github.com/sfops/salesforce-operator/internal/salesforce"
 )
@@ -42,6 +43,7 @@ func BindFlags(fs *flag.FlagSet, o *Options) (finish func() error) {
 	fs.Float64Var(&o.HostQPS, "salesforce-host-qps", 25, "Calls per second the operator sends at most to one Salesforce host (0: no bound).")
 	fs.Float64Var(&o.OrgQPS, "salesforce-org-qps", 5, "Calls per second the operator sends at most for one org (0: no bound).")
 	fs.StringVar(&o.WatchLabelSelector, "watch-label-selector", "", "Only SalesforceOrgs, PipelineStages and SalesforceImplementations with these labels (for example sharding.sfops.io/key in (shard1)): one shard of several managers, each with its own leader election. Run the webhooks in one deployment only.")
+	fs.DurationVar(&o.StatusHeartbeat, "status-heartbeat", controllers.DefaultStatusHeartbeat, "How stale an org's status.lastCheckTime (with lastConnectedTime and apiRequests) may grow while checks change nothing else: such a check writes no status until then. Conditions and facts are written at once.")
 	fs.DurationVar(&o.SalesforceTimeout, "salesforce-timeout", 30*time.Second, "Timeout of each HTTP call to Salesforce.")
 	return func() error {
 		set := map[string]bool{}

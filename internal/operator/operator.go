@@ -100,6 +100,9 @@ type Options struct {
 	RetryBase time.Duration
 	// SalesforceTimeout bounds each HTTP call to Salesforce (0: 30s).
 	SalesforceTimeout time.Duration
+	// StatusHeartbeat is how stale an org's status.lastCheckTime may grow while a check changes
+	// nothing else (0: controllers.DefaultStatusHeartbeat, 1h).
+	StatusHeartbeat time.Duration
 }
 
 // Sources of the webhook serving certificate.
@@ -203,12 +206,13 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	if err := (&controllers.SalesforceOrgReconciler{
-		Client:         mgr.GetClient(),
-		APIReader:      mgr.GetAPIReader(),
-		SecretMetadata: mgr.GetCache(),
-		Salesforce:     sf,
-		Notify:         controllers.NewNotifier(mgr.GetEventRecorder("salesforce-operator")),
-		RetryBase:      o.RetryBase,
+		Client:          mgr.GetClient(),
+		APIReader:       mgr.GetAPIReader(),
+		SecretMetadata:  mgr.GetCache(),
+		Salesforce:      sf,
+		Notify:          controllers.NewNotifier(mgr.GetEventRecorder("salesforce-operator")),
+		RetryBase:       o.RetryBase,
+		StatusHeartbeat: o.StatusHeartbeat,
 		// Checks wait on Salesforce, not on CPU: many run at once.
 		MaxConcurrentReconciles: orDefaultInt(o.MaxConcurrentChecks, 32),
 	}).SetupWithManager(mgr); err != nil {

@@ -212,6 +212,37 @@ func (c *Client) CheckWith(ctx context.Context, cred Credential, persist Persist
 	return res, nil
 }
 
+// CheckHeld is CheckWith without a login: it checks with the access token this client holds for
+// cred, and only when it holds one for cred as it is (no rotation waiting to be saved). held is
+// false when it could not: no token, a rotation pending, or Salesforce answered 401 (the token is
+// then dropped). The caller then reads the credential afresh, so that a refresh always spends the
+// refresh token the Secret holds now, and calls CheckWith. When held is true, res and err are
+// what CheckWith would have returned.
+func (c *Client) CheckHeld(ctx context.Context, cred Credential) (res *CheckResult, held bool, err error) {
+	ctx, cr, s, err := c.lockSession(ctx, cred)
+	if err != nil {
+		return nil, false, nil
+	}
+	defer s.mu.Unlock()
+	if s.access == "" || s.cred.cacheKey() != cr.cacheKey() {
+		return nil, false, nil
+	}
+	facts, err := c.readFacts(ctx, s)
+	var ua *unauthorizedError
+	if errors.As(err, &ua) {
+		s.access = ""
+		return nil, false, nil
+	}
+	if err != nil {
+		err = scrub(err, append(cr.secrets(), s.access)...)
+		if r := ReasonOf(err); r == ReasonCredentialRejected || r == ReasonOrgGone {
+			s.access = ""
+		}
+		return nil, true, err
+	}
+	return &CheckResult{Facts: facts}, true, nil
+}
+
 // lockSession validates cred and returns its session, locked (the caller unlocks s.mu), with ctx
 // carrying the org's courtesy bucket.
 func (c *Client) lockSession(ctx context.Context, cred Credential) (context.Context, Credential, *session, error) {
