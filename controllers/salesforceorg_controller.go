@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -74,8 +75,9 @@ type orgMemory struct {
 	checkedBefore bool
 	// written is the status this manager last wrote after a check, until the cache has it: the
 	// cache can serve an older one for a moment (our own Secret write-back wakes the org at
-	// once), and the newer one wins.
-	written *sfv1.SalesforceOrgStatus
+	// once), and the newer one wins. The org's update event lets it go (cacheCaughtUp), so it
+	// costs memory only for a moment.
+	written atomic.Pointer[sfv1.SalesforceOrgStatus]
 	// held is the last check's clock and API headroom when the status policy held them back
 	// (see holdBack): the next check is scheduled from them, not from the older status.
 	held *heldCheck
@@ -163,7 +165,7 @@ func (r *SalesforceOrgReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		if sc.checked {
 			sc.mem.checkedBefore = true
 			if patcher.wrote {
-				sc.mem.written = org.Status.DeepCopy()
+				sc.mem.written.Store(org.Status.DeepCopy())
 			}
 		}
 	}()
@@ -188,16 +190,35 @@ func (r *SalesforceOrgReconciler) loadScope(org *sfv1.SalesforceOrg) *orgScope {
 	m, _ := r.memory.LoadOrStore(org.UID, &orgMemory{})
 	sc := &orgScope{org: org, mem: m.(*orgMemory)}
 	sc.checkedBefore = sc.mem.checkedBefore
-	if w := sc.mem.written; w != nil {
-		if org.Status.LastCheckTime == nil || w.LastCheckTime.After(org.Status.LastCheckTime.Time) {
+	if w := sc.mem.written.Load(); w != nil {
+		if newerCheck(w, &org.Status) {
 			usedBy, count := org.Status.UsedBy, org.Status.StageCount
 			org.Status = *w.DeepCopy()
 			org.Status.UsedBy, org.Status.StageCount = usedBy, count
 		} else {
-			sc.mem.written = nil
+			sc.mem.written.CompareAndSwap(w, nil)
 		}
 	}
 	return sc
+}
+
+// newerCheck: status w holds a later check than cached.
+func newerCheck(w, cached *sfv1.SalesforceOrgStatus) bool {
+	return cached.LastCheckTime == nil || w.LastCheckTime.After(cached.LastCheckTime.Time)
+}
+
+// cacheCaughtUp lets the memory of a written status go once the cache has it: the org's update
+// event carries the status as the cache now holds it.
+func (r *SalesforceOrgReconciler) cacheCaughtUp(o client.Object) {
+	org, ok := o.(*sfv1.SalesforceOrg)
+	if !ok {
+		return
+	}
+	if m, ok := r.memory.Load(org.UID); ok {
+		if w := m.(*orgMemory).written.Load(); w != nil && !newerCheck(w, &org.Status) {
+			m.(*orgMemory).written.CompareAndSwap(w, nil)
+		}
+	}
 }
 
 // recallHeld puts back the last check's clock and headroom that status did not get (holdBack),
@@ -700,10 +721,7 @@ func (r *SalesforceOrgReconciler) recordFacts(ctx context.Context, sc *orgScope,
 	org.Status.APIRequests = &sfv1.APIRequests{Max: f.APIRequestsMax, Remaining: f.APIRequestsRemaining}
 	msg := fmt.Sprintf("Connected to org %s as %s.", f.OrgID, f.Username)
 	setCondition(org, sfv1.ConditionConnected, metav1.ConditionTrue, sfv1.ReasonConnected, msg)
-	orgConnected.WithLabelValues(org.Namespace, org.Name).Set(1)
-	orgAPIRemaining.WithLabelValues(org.Namespace, org.Name).Set(float64(f.APIRequestsRemaining))
-	orgAPIMax.WithLabelValues(org.Namespace, org.Name).Set(float64(f.APIRequestsMax))
-	orgLastSuccess.WithLabelValues(org.Namespace, org.Name).Set(float64(now.Unix()))
+	orgMetrics.connectedNow(org.Namespace, org.Name, f.APIRequestsRemaining, f.APIRequestsMax, now)
 	if !wasConnected {
 		r.Notify.normal(ctx, org, sfv1.ReasonConnected, "Check", "%s", msg)
 	}
@@ -713,7 +731,7 @@ func (r *SalesforceOrgReconciler) recordFacts(ctx context.Context, sc *orgScope,
 func (r *SalesforceOrgReconciler) setDisconnected(ctx context.Context, org *sfv1.SalesforceOrg, reason, msg string) {
 	prev := findCondition(org.Status.Conditions, sfv1.ConditionConnected)
 	org.Status.Connection = sfv1.ConnectionDisconnected
-	orgConnected.WithLabelValues(org.Namespace, org.Name).Set(0)
+	orgMetrics.disconnected(org.Namespace, org.Name)
 	warn := prev == nil || prev.Status != metav1.ConditionFalse || prev.Reason != reason
 	setCondition(org, sfv1.ConditionConnected, metav1.ConditionFalse, reason, msg)
 	if warn {

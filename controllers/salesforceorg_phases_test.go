@@ -28,14 +28,14 @@ import (
 const testAuthURL = "force://PlatformCLI::5Aep861testtoken@acme.my.salesforce.com"
 
 type fakeChecker struct {
-	mu     sync.Mutex
-	calls  int
+	mu    sync.Mutex
+	calls int
 	// holds: CheckHeld has an access token for any credential it was given by CheckWith.
 	holds     bool
 	heldCalls int
-	facts  salesforce.OrgFacts
-	err    error
-	rotate *salesforce.AuthURL
+	facts     salesforce.OrgFacts
+	err       error
+	rotate    *salesforce.AuthURL
 }
 
 func (f *fakeChecker) CheckWith(ctx context.Context, _ salesforce.Credential, persist salesforce.Persist) (*salesforce.CheckResult, error) {

@@ -29,7 +29,8 @@ func rewind(t *testing.T, h *harness, name string, ago time.Duration) {
 		t.Fatal(err)
 	}
 	m, _ := h.r.memory.Load(o.UID)
-	m.(*orgMemory).written, m.(*orgMemory).held = nil, nil
+	m.(*orgMemory).written.Store(nil)
+	m.(*orgMemory).held = nil
 }
 
 func TestPeriodicRecheckReadsNoSecretAndWritesOnlyAtTheHeartbeat(t *testing.T) {

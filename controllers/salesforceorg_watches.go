@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -40,6 +41,9 @@ func (r *SalesforceOrgReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&sfv1.SalesforceOrg{}, handler.EnqueueRequestsFromMapFunc(r.otherDefaultDevHubs),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&sfv1.SalesforceOrg{}, handler.EnqueueRequestsFromMapFunc(r.sandboxesOf)).
+		Watches(&sfv1.SalesforceOrg{}, handler.Funcs{UpdateFunc: func(_ context.Context, e event.UpdateEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.cacheCaughtUp(e.ObjectNew)
+		}}).
 		WithOptions(controller.Options{MaxConcurrentReconciles: conc}).
 		Named("salesforceorg").
 		Complete(r)

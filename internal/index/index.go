@@ -23,8 +23,6 @@ const (
 	OrgAuthSecret = "spec.authSecretRef.name"
 	// OrgImplementation indexes SalesforceOrgs by spec.implementationRef.name.
 	OrgImplementation = "spec.implementationRef.name"
-	// OrgType indexes SalesforceOrgs by spec.type.
-	OrgType = "spec.type"
 	// OrgSandboxOf indexes SalesforceOrgs by spec.sandboxOf.productionOrgRef.name.
 	OrgSandboxOf = "spec.sandboxOf.productionOrgRef.name"
 	// ImplProductionOrg indexes SalesforceImplementations by spec.productionOrgRef.name.
@@ -49,9 +47,6 @@ func Setup(ctx context.Context, fi client.FieldIndexer) error {
 				return []string{ref.Name}
 			}
 			return nil
-		}},
-		{&sfv1.SalesforceOrg{}, OrgType, func(o client.Object) []string {
-			return []string{string(o.(*sfv1.SalesforceOrg).Spec.Type)}
 		}},
 		{&sfv1.SalesforceOrg{}, OrgSandboxOf, func(o client.Object) []string {
 			if sb := o.(*sfv1.SalesforceOrg).Spec.SandboxOf; sb != nil {

@@ -276,17 +276,30 @@ func newWebhookCerts(cfg *rest.Config, o certs.Options) (*certs.Manager, error) 
 	return certs.New(c, o)
 }
 
-// trimForCache drops what the operator never reads from cached objects: managedFields from
-// everything, and from Secrets' metadata (the only metadata-only watch) also annotations and
-// labels. A Secret written by client-side `kubectl apply` carries its whole content, credential
-// included, in the last-applied-configuration annotation.
+// trimForCache drops what the operator never reads from cached objects: managedFields and
+// kubectl's last-applied-configuration (a second copy of the whole object) from everything; of
+// Secrets' metadata (the only metadata-only watch) it keeps only what says which Secret and which
+// version: name, namespace, uid, resourceVersion. A Secret written by client-side `kubectl apply`
+// carries its whole content, credential included, in the last-applied-configuration annotation.
+// Status is kept whole: a status patch is the difference from the cached status.
 func trimForCache(obj any) (any, error) {
-	if o, ok := obj.(client.Object); ok && o.GetManagedFields() != nil {
-		o.SetManagedFields(nil)
-	}
 	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
-		m.SetAnnotations(nil)
-		m.SetLabels(nil)
+		return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+			Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		}}, nil
+	}
+	if o, ok := obj.(client.Object); ok {
+		if o.GetManagedFields() != nil {
+			o.SetManagedFields(nil)
+		}
+		if a := o.GetAnnotations(); a != nil {
+			if _, ok := a[corev1.LastAppliedConfigAnnotation]; ok {
+				delete(a, corev1.LastAppliedConfigAnnotation)
+				if len(a) == 0 {
+					o.SetAnnotations(nil)
+				}
+			}
+		}
 	}
 	return obj, nil
 }
