@@ -54,8 +54,12 @@ type SalesforceOrgReconciler struct {
 	RetryBase time.Duration
 	// CheckTimeout bounds one check. Zero means 2m.
 	CheckTimeout time.Duration
-	// MaxConcurrentReconciles bounds parallel checks. Zero means 8.
+	// MaxConcurrentReconciles bounds parallel reconciles. Zero means 8.
 	MaxConcurrentReconciles int
+	// MaxConcurrentChecks bounds the calls to Salesforce in flight, across reconciles (zero: no
+	// bound but the reconciles'). With more reconciles than checks, a reconcile reads and writes
+	// the API server while others wait on Salesforce.
+	MaxConcurrentChecks int
 	// StatusHeartbeat is how stale status.lastCheckTime (with lastConnectedTime and apiRequests)
 	// may grow while nothing else in status changes: a check that changes nothing a user acts on
 	// writes no status until then. Zero means DefaultStatusHeartbeat.

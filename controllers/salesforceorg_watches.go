@@ -18,6 +18,7 @@ import (
 
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
 	"github.com/sfops/salesforce-operator/internal/index"
+	"github.com/sfops/salesforce-operator/internal/salesforce"
 )
 
 // SetupWithManager watches orgs, the Secrets they name (metadata only: no Secret data is cached),
@@ -28,6 +29,9 @@ func (r *SalesforceOrgReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		conc = 8
 	}
 	r.startedAt = time.Now()
+	if r.MaxConcurrentChecks > 0 {
+		r.Salesforce = &boundedChecker{Checker: r.Salesforce, slots: make(chan struct{}, r.MaxConcurrentChecks)}
+	}
 	if r.SecretMetadata == nil {
 		r.SecretMetadata = mgr.GetCache()
 	}
@@ -112,4 +116,46 @@ type deletionPredicate struct{ predicate.Funcs }
 
 func (deletionPredicate) Update(e event.UpdateEvent) bool {
 	return e.ObjectOld.GetDeletionTimestamp().IsZero() != e.ObjectNew.GetDeletionTimestamp().IsZero()
+}
+
+// boundedChecker lets at most cap(slots) calls to Salesforce run at once.
+type boundedChecker struct {
+	Checker
+	slots chan struct{}
+}
+
+// acquire waits for a slot; it fails only when ctx ends first.
+func (b *boundedChecker) acquire(ctx context.Context) error {
+	select {
+	case b.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return &salesforce.Error{Reason: salesforce.ReasonUnreachable, Retryable: true, Message: "the check was cancelled while it waited for its turn"}
+	}
+}
+
+func (b *boundedChecker) release() { <-b.slots }
+
+func (b *boundedChecker) CheckWith(ctx context.Context, cred salesforce.Credential, persist salesforce.Persist) (*salesforce.CheckResult, error) {
+	if err := b.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer b.release()
+	return b.Checker.CheckWith(ctx, cred, persist)
+}
+
+func (b *boundedChecker) CheckHeld(ctx context.Context, cred salesforce.Credential) (*salesforce.CheckResult, bool, error) {
+	if err := b.acquire(ctx); err != nil {
+		return nil, true, err
+	}
+	defer b.release()
+	return b.Checker.CheckHeld(ctx, cred)
+}
+
+func (b *boundedChecker) AuthorizeSandbox(ctx context.Context, prod salesforce.Credential, prodPersist salesforce.Persist, sandboxName string) (*salesforce.SandboxAuthorization, error) {
+	if err := b.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer b.release()
+	return b.Checker.AuthorizeSandbox(ctx, prod, prodPersist, sandboxName)
 }

@@ -39,7 +39,7 @@ func BindFlags(fs *flag.FlagSet, o *Options) (finish func() error) {
 	fs.StringVar(&allowed, "salesforce-allowed-hosts", "", "Comma-separated hosts the Salesforce client may call besides Salesforce's own domains: host, host:port or *.suffix.")
 	fs.StringVar(&o.CAFile, "salesforce-ca-file", "", "PEM bundle to trust for Salesforce calls, in addition to the system roots.")
 	fs.DurationVar(&o.RetryBase, "retry-base", 10*time.Second, "First back-off after a transient Salesforce failure; it doubles up to the org's checkInterval.")
-	fs.IntVar(&o.MaxConcurrentChecks, "max-concurrent-checks", 32, "How many orgs are checked at once. Checks wait on Salesforce, not on CPU.")
+	fs.IntVar(&o.MaxConcurrentChecks, "max-concurrent-checks", 32, "How many orgs are checked at once (calls to Salesforce in flight). Checks wait on Salesforce, not on CPU; twice as many reconciles run, so that their API-server reads and writes overlap the checks.")
 	fs.Float64Var(&o.HostQPS, "salesforce-host-qps", 25, "Calls per second the operator sends at most to one Salesforce host (0: no bound).")
 	fs.Float64Var(&o.OrgQPS, "salesforce-org-qps", 5, "Calls per second the operator sends at most for one org (0: no bound).")
 	fs.StringVar(&o.WatchLabelSelector, "watch-label-selector", "", "Only SalesforceOrgs, PipelineStages and SalesforceImplementations with these labels (for example sharding.sfops.io/key in (shard1)): one shard of several managers, each with its own leader election. Run the webhooks in one deployment only.")

@@ -213,8 +213,10 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Notify:          controllers.NewNotifier(mgr.GetEventRecorder("salesforce-operator")),
 		RetryBase:       o.RetryBase,
 		StatusHeartbeat: o.StatusHeartbeat,
-		// Checks wait on Salesforce, not on CPU: many run at once.
-		MaxConcurrentReconciles: orDefaultInt(o.MaxConcurrentChecks, 32),
+		// Checks wait on Salesforce, not on CPU: many run at once. Twice as many workers as
+		// Salesforce checks keep a worker's reads and status write off the checks' critical path.
+		MaxConcurrentChecks:     orDefaultInt(o.MaxConcurrentChecks, 32),
+		MaxConcurrentReconciles: 2 * orDefaultInt(o.MaxConcurrentChecks, 32),
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the SalesforceOrg controller: %w", err)
 	}
@@ -366,5 +368,6 @@ func newSalesforceClient(o Options) (*salesforce.Client, error) {
 		Observe:      controllers.ObserveSalesforceCall,
 		HostQPS:      o.HostQPS,
 		OrgQPS:       o.OrgQPS,
+		Concurrency:  orDefaultInt(o.MaxConcurrentChecks, 32),
 	})
 }

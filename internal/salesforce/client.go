@@ -52,6 +52,10 @@ type Options struct {
 	HostQPS float64
 	// OrgQPS bounds the calls per second for one org's credential (0: no bound).
 	OrgQPS float64
+	// Concurrency is how many calls the caller makes at once at most (0: 16). Up to that many
+	// connections to one host are kept open between calls: orgs that share an instance host
+	// would otherwise pay a TLS handshake for most checks.
+	Concurrency int
 }
 
 // Client checks Salesforce orgs. It is safe for concurrent use; checks of one credential are
@@ -119,8 +123,8 @@ func NewClient(o Options) (*Client, error) {
 		ForceAttemptHTTP2:      true,
 		TLSHandshakeTimeout:    min(c.timeout, 10*time.Second),
 		ResponseHeaderTimeout:  c.timeout,
-		MaxIdleConns:           100,
-		MaxIdleConnsPerHost:    16,
+		MaxIdleConns:           max(100, 2*o.Concurrency),
+		MaxIdleConnsPerHost:    max(16, o.Concurrency),
 		IdleConnTimeout:        90 * time.Second,
 		MaxResponseHeaderBytes: 1 << 20,
 	}
