@@ -159,10 +159,13 @@ func TestNoCredentialInDebugLogs(t *testing.T) {
 	r := &controllers.SalesforceOrgReconciler{Client: direct, APIReader: direct, SecretMetadata: direct, Salesforce: sf}
 	var buf syncBuffer
 	for _, level := range []int{9, 10} {
-		// Overdue for the fresh reconciler: it checks at once, refreshes, rotates and writes back.
+		// Due for the fresh reconciler (status describes an older generation): it checks at once,
+		// refreshes, rotates and writes back. (Merely overdue, its first check would be spread
+		// over the interval, as after any restart.)
 		org := getOrg(t, ns, "dbg")
 		patch := client.MergeFrom(org.DeepCopy())
 		org.Status.LastCheckTime = &metav1.Time{Time: time.Now().Add(-2 * time.Hour)}
+		org.Status.ObservedGeneration = org.Generation - 1
 		if err := k8s.Status().Patch(context.Background(), org, patch); err != nil {
 			t.Fatal(err)
 		}

@@ -65,8 +65,11 @@ type SalesforceOrgReconciler struct {
 	// writes no status until then. Zero means DefaultStatusHeartbeat.
 	StatusHeartbeat time.Duration
 
-	// startedAt is when this manager started: overdue first checks are spread from here.
+	// startedAt is when this manager started checking (its first reconcile: after the caches
+	// synced, and after it won the leader election): overdue first checks are spread from here.
+	// Set once, through start.
 	startedAt time.Time
+	start     sync.Once
 	// memory is what this manager remembers of its own work, by org UID (*orgMemory). A key's
 	// reconciles never run at once (the work queue serialises them), so an entry needs no lock.
 	memory sync.Map
@@ -135,6 +138,7 @@ type orgScope struct {
 // Reconcile runs the fixed prologue, then the phases in order:
 // usage → delete | implementation → idle → due? → credential (and rotation) → check → summarise.
 func (r *SalesforceOrgReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	r.started()
 	org := &sfv1.SalesforceOrg{}
 	if err := r.Get(ctx, req.NamespacedName, org); err != nil {
 		if apierrors.IsNotFound(err) {

@@ -32,12 +32,23 @@ func (r *SalesforceOrgReconciler) dueIn(org *sfv1.SalesforceOrg, secretVersion s
 	if !checkedBefore && next.Before(now) {
 		// Overdue when this manager first sees the org (a restart, a new leader): spread these
 		// first checks over the interval instead of checking every org at once.
-		next = r.startedAt.Add(spread(org, r.interval(org)))
+		next = r.started().Add(spread(org, r.interval(org)))
 	}
 	if d := next.Sub(now); d > 0 {
 		return d
 	}
 	return 0
+}
+
+// started is when this manager started checking: the first call (Reconcile makes it first), unless
+// set before.
+func (r *SalesforceOrgReconciler) started() time.Time {
+	r.start.Do(func() {
+		if r.startedAt.IsZero() {
+			r.startedAt = time.Now()
+		}
+	})
+	return r.startedAt
 }
 
 func requestedReconcile(org *sfv1.SalesforceOrg) bool {

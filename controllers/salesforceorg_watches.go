@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -28,7 +27,6 @@ func (r *SalesforceOrgReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if conc == 0 {
 		conc = 8
 	}
-	r.startedAt = time.Now()
 	if r.MaxConcurrentChecks > 0 {
 		r.Salesforce = &boundedChecker{Checker: r.Salesforce, slots: make(chan struct{}, r.MaxConcurrentChecks)}
 	}
