@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
+	"unique"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -290,6 +292,9 @@ func trimForCache(obj any) (any, error) {
 			Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
 		}}, nil
 	}
+	if org, ok := obj.(*sfv1.SalesforceOrg); ok {
+		internOrg(org)
+	}
 	if o, ok := obj.(client.Object); ok {
 		if o.GetManagedFields() != nil {
 			o.SetManagedFields(nil)
@@ -304,6 +309,44 @@ func trimForCache(obj any) (any, error) {
 		}
 	}
 	return obj, nil
+}
+
+// internOrg makes the strings that thousands of cached orgs share (namespace, finalizer, the
+// conditions' types, statuses and reasons, enums, edition) one copy each instead of one per org,
+// and trims the conditions' slice to its length.
+func internOrg(o *sfv1.SalesforceOrg) {
+	intern(&o.Namespace)
+	for i := range o.Finalizers {
+		intern(&o.Finalizers[i])
+	}
+	internAs(&o.Spec.Type)
+	internAs(&o.Spec.State)
+	st := &o.Status
+	if cap(st.Conditions) > len(st.Conditions) {
+		st.Conditions = slices.Clone(st.Conditions) // decoding grew it for more than it holds
+	}
+	for i := range st.Conditions {
+		c := &st.Conditions[i]
+		intern(&c.Type)
+		internAs(&c.Status)
+		intern(&c.Reason)
+	}
+	internAs(&st.Connection)
+	internAs(&st.CredentialSource)
+	intern(&st.Edition)
+	intern(&st.InstanceName)
+}
+
+func intern(s *string) {
+	if *s != "" {
+		*s = unique.Make(*s).Value()
+	}
+}
+
+func internAs[S ~string](s *S) {
+	if *s != "" {
+		*s = S(unique.Make(string(*s)).Value())
+	}
 }
 
 func ptr[T any](v T) *T { return &v }
