@@ -42,22 +42,25 @@ import (
 
 // Result is one N's measurements.
 type Result struct {
-	Orgs              int     `json:"orgs"`
-	LatencyMs         int64   `json:"latencyMs"`
-	Concurrency       int     `json:"concurrency"`
-	CreateSeconds     float64 `json:"createSeconds"`
-	ConnectedSeconds  float64 `json:"connectedSeconds"`
-	IdealConnected    float64 `json:"idealConnectedSeconds"`
-	ConnectedRatio    float64 `json:"connectedRatio"`
-	SweepSeconds      float64 `json:"sweepSeconds"`
-	IdealSweep        float64 `json:"idealSweepSeconds"`
-	SweepRatio        float64 `json:"sweepRatio"`
-	PeakCallsPerSec   int     `json:"peakCallsPerSecond"`
-	RSSMiB            float64 `json:"rssMiB"`
-	HeapMiB           float64 `json:"heapInuseMiB"`
-	CallsPerCheck     float64 `json:"salesforceCallsPerCheck"`
-	CPUMsPerCheck     float64 `json:"cpuMsPerCheck"`
-	RSSKiBPerOrgAbove float64 `json:"rssKiBPerOrg"`
+	Orgs             int     `json:"orgs"`
+	LatencyMs        int64   `json:"latencyMs"`
+	Concurrency      int     `json:"concurrency"`
+	CreateSeconds    float64 `json:"createSeconds"`
+	ConnectedSeconds float64 `json:"connectedSeconds"`
+	IdealConnected   float64 `json:"idealConnectedSeconds"`
+	ConnectedRatio   float64 `json:"connectedRatio"`
+	SweepSeconds     float64 `json:"sweepSeconds"`
+	IdealSweep       float64 `json:"idealSweepSeconds"`
+	SweepRatio       float64 `json:"sweepRatio"`
+	PeakCallsPerSec  int     `json:"peakCallsPerSecond"`
+	RSSMiB           float64 `json:"rssMiB"`
+	HeapMiB          float64 `json:"heapInuseMiB"`
+	CallsPerCheck    float64 `json:"salesforceCallsPerCheck"`
+	CPUMsPerCheck    float64 `json:"cpuMsPerCheck"`
+	// APIRequestsPerCheck is what the manager sent the API server per check of the sweep: the
+	// echo of the request in status, and any Secret read.
+	APIRequestsPerCheck float64 `json:"apiRequestsPerCheck"`
+	RSSKiBPerOrgAbove   float64 `json:"rssKiBPerOrg"`
 	// RestartPeakCallsPerSec is the busiest second of Salesforce calls in the restartWatch after
 	// a failover that finds every org overdue (default courtesy buckets, 10m interval: N/600 a
 	// second when spread evenly).
@@ -228,7 +231,7 @@ func measure(ctx context.Context, bin, out string, n int, latency time.Duration,
 	// out faster than the checks can run); a CPU profile of the manager covers it.
 	r.IdealSweep = float64(n) * latency.Seconds() / float64(conc)
 	fake.StartCallLog()
-	cpu0 := cpuSeconds(mgr.Process.Pid)
+	cpu0, api0 := cpuSeconds(mgr.Process.Pid), scrape(metricsAddr, "rest_client_requests_total")
 	profiled := make(chan error, 1)
 	go func() {
 		secs := int(max(5, 1.5*r.IdealSweep+1))
@@ -257,6 +260,7 @@ func measure(ctx context.Context, bin, out string, n int, latency time.Duration,
 	r.CallsPerCheck = float64(len(calls)) / float64(n)
 	time.Sleep(2 * time.Second)
 	r.CPUMsPerCheck = (cpuSeconds(mgr.Process.Pid) - cpu0) * 1000 / float64(n)
+	r.APIRequestsPerCheck = (scrape(metricsAddr, "rest_client_requests_total") - api0) / float64(n)
 	r.SweepRatio = r.SweepSeconds / r.IdealSweep
 	if err := <-profiled; err != nil {
 		return r, err
@@ -452,21 +456,25 @@ func cpuSeconds(pid int) float64 {
 	return (utime + stime) / 100 // clock ticks (USER_HZ is 100 on Linux)
 }
 
-// scrape reads one gauge from the manager's plain-HTTP metrics endpoint.
+// scrape reads one metric from the manager's plain-HTTP metrics endpoint: the sum of its series.
 func scrape(addr, name string) float64 {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return 0
 	}
 	defer resp.Body.Close()
+	// Read it all: a scrape cut short leaves the manager holding the gathered series until its
+	// write fails, which a heap profile taken next would count.
+	defer func() { _, _ = io.Copy(io.Discard, resp.Body) }()
+	sum := 0.0
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if line := sc.Text(); strings.HasPrefix(line, name+" ") {
-			v, _ := strconv.ParseFloat(strings.TrimPrefix(line, name+" "), 64)
-			return v
+		if line := sc.Text(); strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
+			v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+			sum += v
 		}
 	}
-	return 0
+	return sum
 }
 
 func write(out string, results []Result) error {
@@ -482,10 +490,10 @@ func write(out string, results []Result) error {
 		return err
 	}
 	w := csv.NewWriter(f)
-	_ = w.Write([]string{"orgs", "connected_s", "connected_ratio", "sweep_s", "sweep_ratio", "peak_calls_per_s", "restart_peak_calls_per_s", "rss_mib", "heap_mib", "calls_per_check", "cpu_ms_per_check"})
+	_ = w.Write([]string{"orgs", "connected_s", "connected_ratio", "sweep_s", "sweep_ratio", "peak_calls_per_s", "restart_peak_calls_per_s", "rss_mib", "heap_mib", "calls_per_check", "api_requests_per_check", "cpu_ms_per_check"})
 	for _, r := range results {
 		_ = w.Write([]string{strconv.Itoa(r.Orgs), ff(r.ConnectedSeconds), ff(r.ConnectedRatio), ff(r.SweepSeconds), ff(r.SweepRatio),
-			strconv.Itoa(r.PeakCallsPerSec), strconv.Itoa(r.RestartPeakCallsPerSec), ff(r.RSSMiB), ff(r.HeapMiB), ff(r.CallsPerCheck), ff(r.CPUMsPerCheck)})
+			strconv.Itoa(r.PeakCallsPerSec), strconv.Itoa(r.RestartPeakCallsPerSec), ff(r.RSSMiB), ff(r.HeapMiB), ff(r.CallsPerCheck), ff(r.APIRequestsPerCheck), ff(r.CPUMsPerCheck)})
 	}
 	w.Flush()
 	if err := errors.Join(w.Error(), f.Close()); err != nil {
@@ -498,11 +506,11 @@ func ff(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
 
 func markdown(results []Result) string {
 	var b strings.Builder
-	b.WriteString("| orgs | all Connected (ideal N·2L/C) | re-check sweep ratio to N·L/C | peak calls/s | peak calls/s after a restart | manager RSS | heap in use | calls per check | CPU per check |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| orgs | all Connected (ideal N·2L/C) | re-check sweep ratio to N·L/C | peak calls/s | peak calls/s after a restart | manager RSS | heap in use | calls per check | API requests per check | CPU per check |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %d | %.1f s (%.1f s) | %.2f | %d | %d | %.0f MiB | %.0f MiB | %.2f | %.1f ms |\n",
-			r.Orgs, r.ConnectedSeconds, r.IdealConnected, r.SweepRatio, r.PeakCallsPerSec, r.RestartPeakCallsPerSec, r.RSSMiB, r.HeapMiB, r.CallsPerCheck, r.CPUMsPerCheck)
+		fmt.Fprintf(&b, "| %d | %.1f s (%.1f s) | %.2f | %d | %d | %.0f MiB | %.0f MiB | %.2f | %.2f | %.1f ms |\n",
+			r.Orgs, r.ConnectedSeconds, r.IdealConnected, r.SweepRatio, r.PeakCallsPerSec, r.RestartPeakCallsPerSec, r.RSSMiB, r.HeapMiB, r.CallsPerCheck, r.APIRequestsPerCheck, r.CPUMsPerCheck)
 	}
 	return b.String()
 }
