@@ -42,11 +42,16 @@ import (
 
 // Result is one N's measurements.
 type Result struct {
-	Orgs             int     `json:"orgs"`
-	LatencyMs        int64   `json:"latencyMs"`
-	Concurrency      int     `json:"concurrency"`
-	CreateSeconds    float64 `json:"createSeconds"`
+	Orgs          int     `json:"orgs"`
+	LatencyMs     int64   `json:"latencyMs"`
+	Concurrency   int     `json:"concurrency"`
+	CreateSeconds float64 `json:"createSeconds"`
+	// ConnectedSeconds runs from the first call to Salesforce to the answer that completed the
+	// last org's first connection; StartupSeconds from the manager's start to that first call;
+	// ReadySeconds from the manager's start until the benchmark saw every org Ready.
 	ConnectedSeconds float64 `json:"connectedSeconds"`
+	StartupSeconds   float64 `json:"startupSeconds"`
+	ReadySeconds     float64 `json:"readySeconds"`
 	IdealConnected   float64 `json:"idealConnectedSeconds"`
 	ConnectedRatio   float64 `json:"connectedRatio"`
 	SweepSeconds     float64 `json:"sweepSeconds"`
@@ -111,8 +116,8 @@ func run() error {
 			return fmt.Errorf("%d orgs: %w", n, err)
 		}
 		results = append(results, r)
-		fmt.Printf("%d orgs (created in %.1fs): connected in %.1fs (%.2f× ideal), sweep %.1fs (%.2f× ideal), peak %d calls/s (%d in the %s after a restart), RSS %.0f MiB, heap %.0f MiB, %.2f calls and %.1f ms CPU per check\n",
-			n, r.CreateSeconds, r.ConnectedSeconds, r.ConnectedRatio, r.SweepSeconds, r.SweepRatio, r.PeakCallsPerSec, r.RestartPeakCallsPerSec, restartWatch, r.RSSMiB, r.HeapMiB, r.CallsPerCheck, r.CPUMsPerCheck)
+		fmt.Printf("%d orgs (created in %.1fs): first call %.1fs after start, connected in %.1fs (%.2f× ideal), all Ready %.1fs after start, sweep %.1fs (%.2f× ideal), peak %d calls/s (%d in the %s after a restart), RSS %.0f MiB, heap %.0f MiB, %.2f calls and %.1f ms CPU per check\n",
+			n, r.CreateSeconds, r.StartupSeconds, r.ConnectedSeconds, r.ConnectedRatio, r.ReadySeconds, r.SweepSeconds, r.SweepRatio, r.PeakCallsPerSec, r.RestartPeakCallsPerSec, restartWatch, r.RSSMiB, r.HeapMiB, r.CallsPerCheck, r.CPUMsPerCheck)
 	}
 	if err := write(*out, results); err != nil {
 		return err
@@ -205,6 +210,7 @@ func measure(ctx context.Context, bin, out string, n int, latency time.Duration,
 	// Without the courtesy buckets: every org shares the fake's one host, whose bucket would bind.
 	mgr := newManager("--salesforce-host-qps=0", "--salesforce-org-qps=0")
 	start = time.Now()
+	fake.StartCallLog()
 	if err := mgr.Start(); err != nil {
 		return r, err
 	}
@@ -213,7 +219,12 @@ func measure(ctx context.Context, bin, out string, n int, latency time.Duration,
 	if err := waitConnected(ctx, c, ns, n, 30*time.Minute); err != nil {
 		return r, err
 	}
-	r.ConnectedSeconds = time.Since(start).Seconds()
+	r.ReadySeconds = time.Since(start).Seconds()
+	// The first connections, timed by the fake's call log as the sweep is: from the first call
+	// to the answer that completed the last org's (a token request and a check, 2 calls).
+	calls := fake.CallLog()
+	r.StartupSeconds = calls[0].Start.Sub(start).Seconds()
+	r.ConnectedSeconds = timeUntilEach(calls, 2).Seconds()
 	r.IdealConnected = float64(n) * 2 * latency.Seconds() / float64(conc)
 	r.ConnectedRatio = r.ConnectedSeconds / r.IdealConnected
 
@@ -226,26 +237,30 @@ func measure(ctx context.Context, bin, out string, n int, latency time.Duration,
 		return r, err
 	}
 
-	// A sweep: every org asked to re-check at once. It is timed by the fake's call log, from the
-	// first call of the sweep to the answer that completed the last org's check (the requests go
-	// out faster than the checks can run); a CPU profile of the manager covers it.
+	// A sweep: every org asked to re-check at once. The requests are written while the manager
+	// is paused (SIGSTOP), so that the sweep measures the manager's re-checks, not how fast the
+	// API server accepts N requests; resumed, the manager finds them all (its watch may have to
+	// re-list). It is timed by the fake's call log, from the first call of the sweep to the
+	// answer that completed the last org's check; a CPU profile of the manager covers it.
 	r.IdealSweep = float64(n) * latency.Seconds() / float64(conc)
-	fake.StartCallLog()
 	cpu0, api0 := cpuSeconds(mgr.Process.Pid), scrape(metricsAddr, "rest_client_requests_total")
-	profiled := make(chan error, 1)
-	go func() {
-		secs := int(max(5, 1.5*r.IdealSweep+1))
-		profiled <- fetch(pprofAddr, fmt.Sprintf("profile?seconds=%d", secs), filepath.Join(out, fmt.Sprintf("cpu-sweep-%d.pb.gz", n)))
-	}()
+	if err := mgr.Process.Signal(syscall.SIGSTOP); err != nil {
+		return r, err
+	}
 	err = parallel(ctx, n, 64, func(i int) error {
 		patch := client.RawPatch("application/merge-patch+json",
 			[]byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:"sweep"}}}`, sfv1.ReconcileRequestedAtAnnotation)))
 		return c.Patch(ctx, &sfv1.SalesforceOrg{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("org-%05d", i)}}, patch)
 	})
-	if err != nil {
+	fake.StartCallLog()
+	if err := errors.Join(err, mgr.Process.Signal(syscall.SIGCONT)); err != nil {
 		return r, err
 	}
-	var calls []sftest.Call
+	profiled := make(chan error, 1)
+	go func() {
+		secs := int(max(5, 1.5*r.IdealSweep+3))
+		profiled <- fetch(pprofAddr, fmt.Sprintf("profile?seconds=%d", secs), filepath.Join(out, fmt.Sprintf("cpu-sweep-%d.pb.gz", n)))
+	}()
 	for {
 		if ctx.Err() != nil {
 			return r, ctx.Err()
@@ -388,6 +403,22 @@ func peakPerSecond(calls []sftest.Call) int {
 	return peak
 }
 
+// timeUntilEach is how long from the first call in the log until every org that appears in it
+// had k calls answered.
+func timeUntilEach(calls []sftest.Call, k int) time.Duration {
+	seen := map[string]int{}
+	var last time.Time
+	for _, c := range calls {
+		if c.Org == "" {
+			continue
+		}
+		if seen[c.Org]++; seen[c.Org] == k && c.End.After(last) {
+			last = c.End
+		}
+	}
+	return last.Sub(calls[0].Start)
+}
+
 // checkedOrgs counts the orgs with an answered call in the log.
 func checkedOrgs(calls []sftest.Call) int {
 	seen := map[string]bool{}
@@ -506,11 +537,12 @@ func ff(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
 
 func markdown(results []Result) string {
 	var b strings.Builder
-	b.WriteString("| orgs | all Connected (ideal N·2L/C) | re-check sweep ratio to N·L/C | peak calls/s | peak calls/s after a restart | manager RSS | heap in use | calls per check | API requests per check | CPU per check |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| orgs | first connections (ideal N·2L/C) | ratio | re-check sweep (ideal N·L/C) | ratio | all Ready after start | peak calls/s | peak calls/s after a failover | manager RSS | heap in use | calls per check | API requests per check | CPU per check |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %d | %.1f s (%.1f s) | %.2f | %d | %d | %.0f MiB | %.0f MiB | %.2f | %.2f | %.1f ms |\n",
-			r.Orgs, r.ConnectedSeconds, r.IdealConnected, r.SweepRatio, r.PeakCallsPerSec, r.RestartPeakCallsPerSec, r.RSSMiB, r.HeapMiB, r.CallsPerCheck, r.APIRequestsPerCheck, r.CPUMsPerCheck)
+		fmt.Fprintf(&b, "| %d | %.1f s (%.1f s) | %.2f | %.1f s (%.1f s) | %.2f | %.1f s | %d | %d | %.0f MiB | %.0f MiB | %.2f | %.2f | %.1f ms |\n",
+			r.Orgs, r.ConnectedSeconds, r.IdealConnected, r.ConnectedRatio, r.SweepSeconds, r.IdealSweep, r.SweepRatio, r.ReadySeconds,
+			r.PeakCallsPerSec, r.RestartPeakCallsPerSec, r.RSSMiB, r.HeapMiB, r.CallsPerCheck, r.APIRequestsPerCheck, r.CPUMsPerCheck)
 	}
 	return b.String()
 }
