@@ -684,3 +684,35 @@ func BenchmarkCheckSteadyState(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(s.TotalCalls())/float64(b.N), "requests/op")
 }
+
+// CheckHeld never logs in: it checks only with an access token the client holds for the
+// credential as it is, and says when it could not, so the caller reads the credential afresh.
+func TestCheckHeldNeverLogsIn(t *testing.T) {
+	s := sftest.NewServer(t)
+	o := s.AddOrg(sftest.OrgSpec{})
+	o.SetRotateRefreshTokens(true)
+	c := newClient(t, s)
+	old := authURL(t, o)
+	ctx := context.Background()
+
+	if _, held, err := c.CheckHeld(ctx, old); held || err != nil || s.TotalCalls() != 0 {
+		t.Fatalf("no token yet: held %v, err %v, %d calls; want not held, no call", held, err, s.TotalCalls())
+	}
+	rotated := *check(t, c, old).RotatedAuthURL
+	s.ResetCalls()
+	if _, held, _ := c.CheckHeld(ctx, old); held || s.TotalCalls() != 0 {
+		t.Fatalf("the credential was rotated away (a rotation to save): held %v, %d calls; want not held, no call", held, s.TotalCalls())
+	}
+	res, held, err := c.CheckHeld(ctx, rotated)
+	if !held || err != nil || res.Facts.OrgID != o.OrgID() || s.TotalCalls() != 1 {
+		t.Fatalf("with the token held: held %v, err %v, %d calls; want the facts from one call", held, err, s.TotalCalls())
+	}
+	o.ExpireAccessTokens()
+	s.ResetCalls()
+	if _, held, err := c.CheckHeld(ctx, rotated); held || err != nil || s.Calls("token") != 0 || s.TotalCalls() != 1 {
+		t.Fatalf("a refused token: held %v, err %v, %d token calls of %d; want not held, no refresh", held, err, s.Calls("token"), s.TotalCalls())
+	}
+	if _, held, _ := c.CheckHeld(ctx, rotated); held || s.TotalCalls() != 1 {
+		t.Fatal("a refused token is dropped, not tried again")
+	}
+}
