@@ -3,8 +3,9 @@
 // every call after a set latency, and N orgs each with its own Secret. For each N it reports the
 // time until every org is Connected (against the ideal N·2L/C), a re-check sweep of every org
 // (against N·L/C), the peak Salesforce call rate, the manager's RSS and heap, Salesforce calls and
-// CPU per check; it writes bin/bench/scale.json, scale.csv and scale.png (RSS and sweep ratio
-// against N). It sends traffic to loopback only and stops everything it started.
+// CPU per check; it writes bin/bench/scale.json, scale.csv and scale.png (RSS, and the sweep's and
+// first connections' ratios to their ideals, against N). It sends traffic to loopback only and
+// stops everything it started. With --replot FILE it runs nothing and redraws the PNG of a JSON.
 package main
 
 import (
@@ -89,8 +90,12 @@ func run() error {
 		conc    = flag.Int("concurrency", 32, "The manager's --max-concurrent-checks.")
 		out     = flag.String("out", "bin/bench", "Where the JSON, CSV and PNG go.")
 		mgrPath = flag.String("manager", "", "The manager binary (default: build the repository's).")
+		replot  = flag.String("replot", "", "Run nothing: redraw the PNG from this JSON (as written by a run), beside it with the same name (scale.json: scale.png).")
 	)
 	flag.Parse()
+	if *replot != "" {
+		return replotJSON(*replot)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := os.MkdirAll(*out, 0o755); err != nil {
@@ -531,6 +536,27 @@ func write(out string, results []Result) error {
 		return err
 	}
 	return plot(filepath.Join(out, "scale.png"), results)
+}
+
+// replotJSON draws the PNG of the results a run wrote to file, beside it.
+func replotJSON(file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var results []Result
+	if err := json.Unmarshal(b, &results); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	if len(results) == 0 {
+		return fmt.Errorf("%s: no results", file)
+	}
+	png := strings.TrimSuffix(file, filepath.Ext(file)) + ".png"
+	if err := plot(png, results); err != nil {
+		return err
+	}
+	fmt.Println("wrote", png)
+	return nil
 }
 
 func ff(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
