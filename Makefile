@@ -44,6 +44,7 @@ envtest: ## Build kube-apiserver and etcd into bin/k8s (once; skipped when prese
 .PHONY: test
 test: envtest vet ## Run every test (unit and envtest) with the race detector.
 	$(GO) test -race -count=1 ./... $(TESTFLAGS)
+	cd hack/cluster && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 .PHONY: test-faults
 test-faults: envtest ## Fault injection: the manager killed or stopped mid-rotation (40 trials per cell), an API-server outage under the leader, the lease hand-over.
