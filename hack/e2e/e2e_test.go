@@ -173,18 +173,16 @@ func (s *suite) nodeIP() string {
 	return ""
 }
 
-// install applies config/default with the manager image set, through a kustomize overlay that
-// only adds what the test needs: trust in the fake's CA and its address, and pull policy Never
-// (the images are imported into the node, nothing can be pulled).
+// install applies config/default with the manager image set, rendered as a user would render it
+// (`make deploy-manifests IMG=...`), through a kustomize overlay that only adds what the test
+// needs: trust in the fake's CA and its address, and pull policy Never (the images are imported
+// into the node, nothing can be pulled).
 func (s *suite) install(image string) {
 	t := s.t
-	base := s.kubectl("kustomize", filepath.Join(s.env.repo, "config", "default"))
-	const devImage = "image: ghcr.io/sfops/salesforce-operator:dev"
-	if !strings.Contains(base, devImage) {
-		t.Fatalf("config/default has no %q to replace", devImage)
+	if out, err := run("make", "-C", s.env.repo, "--no-print-directory", "deploy-manifests", "IMG="+image); err != nil {
+		t.Fatalf("make deploy-manifests: %v\n%s", err, out)
 	}
-	base = strings.ReplaceAll(base, devImage, "image: "+image)
-	write(t, filepath.Join(s.dir, "base.yaml"), base)
+	write(t, filepath.Join(s.dir, "base.yaml"), readFile(t, filepath.Join(s.env.repo, "bin", "deploy.yaml")))
 	write(t, filepath.Join(s.dir, "fake-ca.crt"), string(s.fake.CACertPEM()))
 	write(t, filepath.Join(s.dir, "kustomization.yaml"), fmt.Sprintf(`resources: [base.yaml]
 configMapGenerator:
@@ -537,11 +535,9 @@ func (s *suite) dumpManager() {
 }
 
 func (s *suite) apply(yaml string) {
-	cmd := exec.Command("kubectl", "--kubeconfig", s.env.kubeconfig, "apply", "--server-side", "-f", "-")
-	cmd.Stdin = strings.NewReader(yaml)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		s.t.Fatalf("kubectl apply: %v\n%s", err, out)
-	}
+	f := filepath.Join(s.dir, "apply.yaml")
+	write(s.t, f, yaml)
+	s.kubectl("apply", "--server-side", "-f", f)
 }
 
 func (s *suite) kubectl(args ...string) string {
