@@ -59,7 +59,7 @@ bench-scale: envtest ## Scale benchmark: 500 to 10,000 orgs, 100 ms Salesforce l
 	$(GO) run ./hack/benchscale $(if $(ORGS),--orgs $(ORGS))
 
 .PHONY: test-platform
-test-platform: ## Test the Helm chart against config/ (helm lint, helm template), the alerts (promtool test rules) and the dashboard.
+test-platform: envtest ## Test the Helm chart against config/ (helm lint, helm template, a server-side dry run of the sharded install), the alerts (promtool test rules) and the dashboard.
 	bash hack/platform/promtool.sh bin/promtool
 	@echo "building helm (pinned in hack/platform/go.mod; a few minutes the first time, cached after)" >&2
 	cd hack/platform && $(GO) tool helm version >/dev/null

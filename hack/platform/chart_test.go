@@ -81,6 +81,10 @@ func TestHelmLint(t *testing.T) {
 		{"--set", "webhook.certSource=certManager",
 			"--set-json", `extraVolumes=[{"name":"ca","configMap":{"name":"ca"}}]`,
 			"--set-json", `extraVolumeMounts=[{"name":"ca","mountPath":"/etc/salesforce-ca","readOnly":true}]`},
+		{"--set", shardsValue + ",namespaced.enabled=true,networkPolicy.enabled=true"},
+		{"--set", shardsValue + ",webhook.certSource=certManager",
+			"--set-json", `extraVolumes=[{"name":"ca","configMap":{"name":"ca"}}]`,
+			"--set-json", `extraVolumeMounts=[{"name":"ca","mountPath":"/etc/salesforce-ca","readOnly":true}]`},
 	} {
 		if out, err := helm(append([]string{"lint", "--strict", chartDir}, args...)...); err != nil {
 			t.Errorf("%v\n%s", err, out)
@@ -136,8 +140,10 @@ func TestChartInstallsWhatKustomizeDoes(t *testing.T) {
 		{"config/default", nil, kustomize("default")},
 		{"config/default-certmanager", []string{"webhook.certSource=certManager"}, kustomize("default-certmanager")},
 		{"config/namespaced", []string{"namespaced.enabled=true"}, kustomize("namespaced")},
-		{"config/network-policy", []string{"networkPolicy.enabled=true"}, func() ([]object, error) { return WithNetworkPolicy(root) }},
+		{"config/network-policy", []string{"networkPolicy.enabled=true"}, func() ([]object, error) { return WithNetworkPolicy(root, "default") }},
 		{"config/prometheus", []string{"metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true"}, kustomize("default", "prometheus")},
+		{"config/sharding", []string{shardsValue}, kustomize("sharding")},
+		{"config/sharding,config/network-policy", []string{shardsValue, "networkPolicy.enabled=true"}, func() ([]object, error) { return WithNetworkPolicy(root, "sharding") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var args []string

@@ -3,9 +3,10 @@
 // of `kubectl kustomize config/default` becomes a template (CRDs go to crds/ as they are); the
 // chart's values take the place of config/'s fixed image, replicas, resources, names and
 // namespace; and the objects that config/default-certmanager, config/namespaced,
-// config/network-policy and config/prometheus add, remove or change are guarded by the values
-// that choose them. A change there that the generator does not know how to template stops it
-// with an error, never a silent drift.
+// config/network-policy, config/prometheus and config/sharding add, remove or change are guarded
+// by the values that choose them (config/sharding's example shard is rendered once per shard). A
+// change there that the generator does not know how to template stops it with an error, never a
+// silent drift.
 //
 // It writes only crds/ and the templates whose first line is the generated header; Chart.yaml,
 // values.yaml, _helpers.tpl and the other hand-written templates are left alone.
@@ -151,9 +152,10 @@ func firstLine(s string) string {
 	return s
 }
 
-// WithNetworkPolicy renders config/default with config/network-policy added to its resources, as
-// config/network-policy's comment tells a user to do, from a copy of config/.
-func WithNetworkPolicy(root string) ([]object, error) {
+// WithNetworkPolicy renders config/<tree> (config/default, or an overlay of it) with
+// config/network-policy added to config/default's resources, as config/network-policy's comment
+// tells a user to do, from a copy of config/.
+func WithNetworkPolicy(root, tree string) ([]object, error) {
 	tmp, err := os.MkdirTemp("", "chart-config-")
 	if err != nil {
 		return nil, err
@@ -179,7 +181,7 @@ func WithNetworkPolicy(root string) ([]object, error) {
 	if err := os.WriteFile(kfile, b, 0o644); err != nil {
 		return nil, err
 	}
-	return Kustomize(filepath.Join(tmp, "config", "default"))
+	return Kustomize(filepath.Join(tmp, "config", tree))
 }
 
 func copyDir(from, to string) error {
@@ -214,15 +216,40 @@ const (
 	prometheusRule = "$.Values.metrics.prometheusRule.enabled"
 	certManager    = `eq $.Values.webhook.certSource "certManager"`
 	selfCert       = `ne $.Values.webhook.certSource "certManager"`
+	sharded        = "$.Values.sharding.shards"
+)
+
+// variant is a choice between two renderings of an object, as the conditions under which each is
+// the one installed.
+type variant struct{ off, on string }
+
+var (
+	certManagerVariant = variant{off: selfCert, on: certManager}
+	shardedVariant     = variant{off: "not " + sharded, on: sharded}
+)
+
+// config/sharding: its example shard, which the chart renders once for every name in
+// sharding.shards, and the label that tells a shard's objects from config/default's.
+const (
+	exampleShard = "shard1"
+	shardLabel   = "sharding.sfops.io/shard"
 )
 
 // template is one generated template file.
 type template struct {
-	file  string
 	obj   object
 	guard string // a template condition, or ""
 	// certManager is the object as config/default-certmanager has it, when that differs from obj.
 	certManager object
+	// sharded is the object as config/sharding has it, when that differs from obj (a Service's or
+	// NetworkPolicy's selector). The manager's Deployment instead gets shardedArg when sharded.
+	sharded    object
+	shardedArg string
+	// shard: config/sharding's example shard's object, rendered for every shard in sharding.shards
+	// at the end of the file of config/default's object of its kind (the manager's Deployment, its
+	// PodDisruptionBudget), so that no file is added that renders empty without shards.
+	shard bool
+	file  string // a shard's: the file it is rendered at the end of
 	// eachWatchedNamespace: one copy in every namespace the operator watches (namespaced mode).
 	eachWatchedNamespace bool
 }
@@ -241,7 +268,11 @@ func chartFiles(root string) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	withNP, err := WithNetworkPolicy(root)
+	withNP, err := WithNetworkPolicy(root, "default")
+	if err != nil {
+		return nil, err
+	}
+	shardedNP, err := WithNetworkPolicy(root, "sharding")
 	if err != nil {
 		return nil, err
 	}
@@ -288,8 +319,9 @@ func chartFiles(root string) (map[string]string, error) {
 			}
 			tpls = append(tpls, nt)
 		case o["kind"] == "Deployment":
-			if err := sameButWatchNamespaces(t.obj, o); err != nil {
-				return nil, err
+			want := "--watch-namespaces=" + kustomizeNamespace
+			if arg, err := oneMoreArg(t.obj, o, want); err != nil || arg != want {
+				return nil, fmt.Errorf("config/namespaced: the Deployment is not config/default's with %s added; teach hack/platform to template the change", want)
 			}
 		case !reflect.DeepEqual(t.obj, o):
 			return nil, fmt.Errorf("config/namespaced changes %s, and the generator only knows how to template the Deployment's --watch-namespaces and ClusterRoles that become Roles", Key(o))
@@ -328,11 +360,21 @@ func chartFiles(root string) (map[string]string, error) {
 		switch {
 		case o["kind"] == "Namespace" || o["kind"] == "CustomResourceDefinition":
 		case !inBase:
-			tpls = append(tpls, &template{obj: o, guard: networkPolicy})
+			nt := &template{obj: o, guard: networkPolicy}
+			tpls = append(tpls, nt)
+			byKey[Key(o)] = nt // config/sharding may change it too
 		case !reflect.DeepEqual(t.obj, o):
 			return nil, fmt.Errorf("adding config/network-policy changes %s, which the generator does not template", Key(o))
 		}
 	}
+
+	// config/sharding (with config/network-policy): the manager's one more argument, the selectors
+	// it changes, and the example shard's objects, rendered once for every shard.
+	shardTpls, err := shardTemplates(byKey, shardedNP)
+	if err != nil {
+		return nil, err
+	}
+	tpls = append(tpls, shardTpls...)
 
 	// config/prometheus: its own kustomization, each kind behind its own value.
 	for _, o := range prom {
@@ -351,6 +393,14 @@ func chartFiles(root string) (map[string]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", Key(t.obj), err)
 		}
+		if t.shard {
+			name := filepath.Join("templates", t.file)
+			if _, ok := files[name]; !ok {
+				return nil, fmt.Errorf("%s: no template %s to add it to", Key(t.obj), name)
+			}
+			files[name] += text
+			continue
+		}
 		name := filepath.Join("templates", fileName(t.obj))
 		if _, dup := files[name]; dup {
 			return nil, fmt.Errorf("two objects would be written to %s", name)
@@ -360,19 +410,120 @@ func chartFiles(root string) (map[string]string, error) {
 	return files, nil
 }
 
-// sameButWatchNamespaces checks that config/namespaced's Deployment is config/default's with one
-// more argument, --watch-namespaces=<the operator's namespace>, which the chart templates.
-func sameButWatchNamespaces(base, ns object) error {
+// oneMoreArg returns the argument that variant's Deployment adds after base's, which starts with
+// flag (config/namespaced's --watch-namespaces=, config/sharding's --watch-label-selector=) and
+// which the chart templates; an error if variant's Deployment is not base's with that one more.
+func oneMoreArg(base, variant object, flag string) (string, error) {
+	var arg any
+	if args, _ := container(variant)["args"].([]any); len(args) > 0 {
+		arg = args[len(args)-1]
+	}
 	want, err := deepCopy(base)
 	if err != nil {
-		return err
+		return "", err
 	}
 	c := container(want)
-	c["args"] = append(c["args"].([]any), "--watch-namespaces="+kustomizeNamespace)
-	if !reflect.DeepEqual(want, ns) {
-		return errors.New("config/namespaced changes the Deployment beyond adding --watch-namespaces; teach hack/platform to template the change")
+	c["args"] = append(c["args"].([]any), arg)
+	if s, ok := arg.(string); !ok || !strings.HasPrefix(s, flag) || !reflect.DeepEqual(want, variant) {
+		return "", fmt.Errorf("%s is not config/default's with one more argument %s...; teach hack/platform to template the change", Key(variant), flag)
 	}
-	return nil
+	return arg.(string), nil
+}
+
+// shardTemplates reads config/sharding's rendering (sharded) against the templates of
+// config/default's objects (byKey). The manager's Deployment must only gain a
+// --watch-label-selector (for the objects of no shard), which it gets when sharding.shards is set;
+// other objects may change where either can template it (the selectors of the metrics Service and
+// the NetworkPolicy), and none may go. The objects it adds are the shards', labelled
+// sharding.sfops.io/shard: every shard's are the example shard's with the name changed, and the
+// example's become templates rendered once for each name in sharding.shards.
+func shardTemplates(byKey map[string]*template, sharded []object) ([]*template, error) {
+	seen := map[string]bool{}
+	byShard := map[string][]object{}
+	for _, o := range sharded {
+		if o["kind"] == "Namespace" || o["kind"] == "CustomResourceDefinition" {
+			continue
+		}
+		seen[Key(o)] = true
+		if t, inBase := byKey[Key(o)]; inBase {
+			switch {
+			case o["kind"] == "Deployment":
+				arg, err := oneMoreArg(t.obj, o, "--watch-label-selector=")
+				if err != nil {
+					return nil, fmt.Errorf("config/sharding: %w", err)
+				}
+				t.shardedArg = arg
+			case !reflect.DeepEqual(t.obj, o):
+				if t.certManager != nil {
+					return nil, fmt.Errorf("config/sharding and config/default-certmanager both change %s, which the generator does not template", Key(o))
+				}
+				t.sharded = o
+			}
+			continue
+		}
+		meta := o["metadata"].(map[string]any)
+		labels, _ := meta["labels"].(map[string]any)
+		shard, ok := labels[shardLabel].(string)
+		if !ok {
+			return nil, fmt.Errorf("config/sharding adds %s, which is not a shard's (no label %s)", Key(o), shardLabel)
+		}
+		byShard[shard] = append(byShard[shard], o)
+	}
+	for k := range byKey {
+		if !seen[k] {
+			return nil, fmt.Errorf("config/sharding removes %s", k)
+		}
+	}
+	example := byShard[exampleShard]
+	if len(example) == 0 {
+		return nil, fmt.Errorf("config/sharding has no shard %s, the example the chart renders for every shard", exampleShard)
+	}
+	for shard, objs := range byShard {
+		want, err := renamedShard(example, shard)
+		if err != nil {
+			return nil, err
+		}
+		if !reflect.DeepEqual(want, objs) {
+			return nil, fmt.Errorf("config/sharding's shard %s is not shard %s with its name changed", shard, exampleShard)
+		}
+	}
+	var tpls []*template
+	for _, o := range example {
+		var sameKind []*template
+		for _, t := range byKey {
+			if t.obj["kind"] == o["kind"] {
+				sameKind = append(sameKind, t)
+			}
+		}
+		if len(sameKind) != 1 || sameKind[0].guard != "" {
+			return nil, fmt.Errorf("config/sharding's %s: config/default has no single unguarded %s to render it after", Key(o), o["kind"])
+		}
+		tpls = append(tpls, &template{obj: o, shard: true, file: fileName(sameKind[0].obj)})
+	}
+	return tpls, nil
+}
+
+// renamedShard is the example shard's objects with the shard's name in place of the example's.
+func renamedShard(example []object, shard string) ([]object, error) {
+	b, err := yaml.Marshal(example)
+	if err != nil {
+		return nil, err
+	}
+	var objs []object
+	return objs, yaml.Unmarshal([]byte(strings.ReplaceAll(string(b), exampleShard, shard)), &objs)
+}
+
+// shardText turns the example shard's template text into the text of the shard $shard: a label's
+// value quoted (a shard may be named true or 123), its name elsewhere as it is.
+func shardText(text string) string {
+	lines := strings.Split(text, "\n")
+	for i, line := range lines {
+		if l, ok := strings.CutSuffix(line, ": "+exampleShard); ok {
+			line = l + ": {{ $shard | quote }}"
+		}
+		lines[i] = strings.ReplaceAll(line, exampleShard, "{{ $shard }}")
+	}
+	return strings.Join(lines, "\n")
 }
 
 func deepCopy(o object) (object, error) {
@@ -465,9 +616,16 @@ func (t *template) render() (string, error) {
 		}
 	}
 	if cm != nil {
-		merged, err := p.either(o, cm)
+		merged, err := p.either(certManagerVariant, o, cm)
 		if err != nil {
 			return "", fmt.Errorf("config/default-certmanager changes it in a way the generator does not template: %w", err)
+		}
+		o = merged.(object)
+	}
+	if t.sharded != nil {
+		merged, err := p.either(shardedVariant, o, t.sharded)
+		if err != nil {
+			return "", fmt.Errorf("config/sharding changes it in a way the generator does not template: %w", err)
 		}
 		o = merged.(object)
 	}
@@ -507,6 +665,9 @@ func (t *template) render() (string, error) {
 		c["resources"] = p.line(func(in string) string {
 			return fmt.Sprintf("%[1]s{{- toYaml $.Values.resources | nindent %[2]d }}", in, len(in))
 		})
+		if t.shardedArg != "" {
+			c["args"] = append(c["args"].([]any), p.line(guardedItems(shardedVariant, nil, []any{t.shardedArg})))
+		}
 		c["args"] = append(c["args"].([]any),
 			p.line(func(in string) string {
 				return fmt.Sprintf("%[1]s{{- if %[2]s }}\n%[1]s- --watch-namespaces={{ include \"salesforce-operator.watchNamespaces\" $ }}\n%[1]s{{- end }}", in, namespaced)
@@ -531,6 +692,9 @@ func (t *template) render() (string, error) {
 		return "", err
 	}
 	text := helmText(string(b))
+	if t.shard {
+		text = shardText(text)
+	}
 	var lines []string
 	for line := range strings.SplitSeq(strings.TrimRight(text, "\n"), "\n") {
 		tok, fn := p.lineFor(line)
@@ -561,8 +725,12 @@ func (t *template) render() (string, error) {
 	}
 
 	var w strings.Builder
-	w.WriteString(header + "\n")
+	if !t.shard {
+		w.WriteString(header + "\n")
+	}
 	switch {
+	case t.shard:
+		fmt.Fprintf(&w, "{{- range $shard := %s }}\n---\n%s\n{{- end }}\n", sharded, body)
 	case t.eachWatchedNamespace:
 		fmt.Fprintf(&w, "{{- if %s }}\n{{- range $ns := include \"salesforce-operator.watchNamespaces\" $ | splitList \",\" }}\n---\n%s\n{{- end }}\n{{- end }}\n", t.guard, body)
 	case t.guard != "":
@@ -592,18 +760,18 @@ func both(a, b string) string {
 	return fmt.Sprintf("and (%s) (%s)", a, b)
 }
 
-// either merges config/default's rendering of an object (self) with config/default-certmanager's
-// (cm) into one whose differences webhook.certSource chooses: a map entry that one has and the
-// other lacks, and the differing middle of a list of scalars (the manager's args), become blocks
-// under `if`; maps, and lists of maps of one length, are merged entry by entry. Any other
-// difference is an error.
-func (p *placeholders) either(self, cm any) (any, error) {
-	if reflect.DeepEqual(self, cm) {
-		return self, nil
+// either merges two renderings of an object, config/default's (off) and a variant's (on: e.g.
+// config/default-certmanager's), into one whose differences v's conditions choose: a map entry
+// that one has and the other lacks, and the differing middle of a list of scalars (the manager's
+// args), become blocks under `if`; maps, and lists of maps of one length, are merged entry by
+// entry. Any other difference is an error.
+func (p *placeholders) either(v variant, off, on any) (any, error) {
+	if reflect.DeepEqual(off, on) {
+		return off, nil
 	}
-	switch s := self.(type) {
+	switch s := off.(type) {
 	case map[string]any:
-		c, ok := cm.(map[string]any)
+		c, ok := on.(map[string]any)
 		if !ok {
 			break
 		}
@@ -612,10 +780,10 @@ func (p *placeholders) either(self, cm any) (any, error) {
 		for _, k := range slices.Sorted(maps.Keys(s)) {
 			cv, inBoth := c[k]
 			if !inBoth {
-				out[p.line(guardedEntry(selfCert, k, s[k]))] = ""
+				out[p.line(guardedEntry(v.off, k, s[k]))] = ""
 				continue
 			}
-			merged, err := p.either(s[k], cv)
+			merged, err := p.either(v, s[k], cv)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", k, err)
 			}
@@ -623,19 +791,19 @@ func (p *placeholders) either(self, cm any) (any, error) {
 		}
 		for _, k := range slices.Sorted(maps.Keys(c)) {
 			if _, inBoth := s[k]; !inBoth {
-				out[p.line(guardedEntry(certManager, k, c[k]))] = ""
+				out[p.line(guardedEntry(v.on, k, c[k]))] = ""
 			}
 		}
 		return out, nil
 	case []any:
-		c, ok := cm.([]any)
+		c, ok := on.([]any)
 		if !ok {
 			break
 		}
 		if len(s) == len(c) && len(s) > 0 && isMap(s[0]) {
 			out := make([]any, len(s))
 			for i := range s {
-				merged, err := p.either(s[i], c[i])
+				merged, err := p.either(v, s[i], c[i])
 				if err != nil {
 					return nil, fmt.Errorf("[%d]: %w", i, err)
 				}
@@ -655,10 +823,10 @@ func (p *placeholders) either(self, cm any) (any, error) {
 			tail++
 		}
 		out := slices.Clone(s[:head])
-		out = append(out, p.line(guardedItems(s[head:len(s)-tail], c[head:len(c)-tail])))
+		out = append(out, p.line(guardedItems(v, s[head:len(s)-tail], c[head:len(c)-tail])))
 		return append(out, s[len(s)-tail:]...), nil
 	}
-	return nil, fmt.Errorf("%v in one, %v in the other", self, cm)
+	return nil, fmt.Errorf("%v in one, %v in the other", off, on)
 }
 
 func isMap(v any) bool {
@@ -673,16 +841,17 @@ func guardedEntry(guard, key string, value any) func(string) string {
 	}
 }
 
-// guardedItems renders the list items of config/default (self) or of config/default-certmanager (cm).
-func guardedItems(self, cm []any) func(string) string {
+// guardedItems renders the list items of config/default (off) or of v's variant (on), as v's
+// conditions choose.
+func guardedItems(v variant, off, on []any) func(string) string {
 	return func(in string) string {
 		var w strings.Builder
-		fmt.Fprintf(&w, "%s{{- if %s }}", in, certManager)
-		if len(cm) > 0 {
-			w.WriteString("\n" + indentedYAML(in, cm))
+		fmt.Fprintf(&w, "%s{{- if %s }}", in, v.on)
+		if len(on) > 0 {
+			w.WriteString("\n" + indentedYAML(in, on))
 		}
-		if len(self) > 0 {
-			fmt.Fprintf(&w, "\n%s{{- else }}\n%s", in, indentedYAML(in, self))
+		if len(off) > 0 {
+			fmt.Fprintf(&w, "\n%s{{- else }}\n%s", in, indentedYAML(in, off))
 		}
 		fmt.Fprintf(&w, "\n%s{{- end }}", in)
 		return w.String()
@@ -744,7 +913,7 @@ func (v volumeList) render(in string) string {
 	fmt.Fprintf(&w, "%s%s:", in, v.key)
 	switch {
 	case !reflect.DeepEqual(v.self, v.cm):
-		w.WriteString("\n" + guardedItems(v.self, v.cm)(in))
+		w.WriteString("\n" + guardedItems(certManagerVariant, v.self, v.cm)(in))
 	case len(v.self) > 0:
 		w.WriteString("\n" + indentedYAML(in, v.self))
 	}
