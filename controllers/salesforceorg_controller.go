@@ -73,6 +73,8 @@ type SalesforceOrgReconciler struct {
 	// memory is what this manager remembers of its own work, by org UID (*orgMemory). A key's
 	// reconciles never run at once (the work queue serialises them), so an entry needs no lock.
 	memory sync.Map
+	// secretUsers names the orgs each credential Secret serves (set up with the manager).
+	secretUsers *secretUsers
 }
 
 // orgMemory is what this manager remembers of one org between reconciles. It is kept small:
@@ -709,7 +711,11 @@ func (r *SalesforceOrgReconciler) recordFacts(ctx context.Context, sc *orgScope,
 			"The credential now reaches org %s, not %s as before: a sandbox refresh gives a sandbox a new org id. Set spec.orgId to pin the org you expect.",
 			f.OrgID, prev)
 	}
-	wasConnected := org.Status.Connection == sfv1.ConnectionConnected
+	// Events mark changes of an established connection: lost (a Warning with its reason) and
+	// regained (this one). The first connection is in status alone (the Ready and Connected
+	// conditions say "Connected to org … as …"), so that onboarding thousands of orgs does not
+	// write thousands of events, nor hold them in the recorder's series cache.
+	regained := org.Status.Connection == sfv1.ConnectionDisconnected
 	org.Status.Connection = sfv1.ConnectionConnected
 	org.Status.ConsecutiveFailures = 0
 	org.Status.LastConnectedTime = &metav1.Time{Time: now}
@@ -730,7 +736,7 @@ func (r *SalesforceOrgReconciler) recordFacts(ctx context.Context, sc *orgScope,
 	msg := fmt.Sprintf("Connected to org %s as %s.", f.OrgID, f.Username)
 	setCondition(org, sfv1.ConditionConnected, metav1.ConditionTrue, sfv1.ReasonConnected, msg)
 	orgMetrics.connectedNow(org.Namespace, org.Name, f.APIRequestsRemaining, f.APIRequestsMax, now)
-	if !wasConnected {
+	if regained {
 		r.Notify.normal(ctx, org, sfv1.ReasonConnected, "Check", "%s", msg)
 	}
 }

@@ -33,6 +33,14 @@ func (r *SalesforceOrgReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.SecretMetadata == nil {
 		r.SecretMetadata = mgr.GetCache()
 	}
+	orgs, err := mgr.GetCache().GetInformer(context.Background(), &sfv1.SalesforceOrg{})
+	if err != nil {
+		return err
+	}
+	r.secretUsers = newSecretUsers()
+	if _, err := orgs.AddEventHandler(r.secretUsers.handler()); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&sfv1.SalesforceOrg{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{}))).
@@ -51,8 +59,12 @@ func (r *SalesforceOrgReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-func (r *SalesforceOrgReconciler) orgsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
-	return r.orgsMatching(ctx, o.GetNamespace(), index.OrgAuthSecret, o.GetName())
+func (r *SalesforceOrgReconciler) orgsForSecret(_ context.Context, o client.Object) []reconcile.Request {
+	var reqs []reconcile.Request
+	for _, name := range r.secretUsers.orgs(o.GetNamespace(), o.GetName()) {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}})
+	}
+	return reqs
 }
 
 func (r *SalesforceOrgReconciler) orgsForImplementation(ctx context.Context, o client.Object) []reconcile.Request {

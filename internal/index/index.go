@@ -1,6 +1,7 @@
 // Package index declares the field indexes the controllers and webhooks share, and the queries
-// built on them (which stages use an org, which orgs use a Secret). It reads only what the
-// manager's cache already holds, or the API server through field selectors; it never reads Secret data.
+// built on them (which stages use an org, which orgs name an implementation or a production org).
+// It reads only what the manager's cache already holds, or the API server through field
+// selectors; it never reads Secret data.
 package index
 
 import (
@@ -19,8 +20,6 @@ import (
 const (
 	// StageOrgRef indexes PipelineStages by spec.orgRef.name.
 	StageOrgRef = "spec.orgRef.name"
-	// OrgAuthSecret indexes SalesforceOrgs by the Secret their credential is read from (cache only).
-	OrgAuthSecret = "spec.authSecretRef.name"
 	// OrgImplementation indexes SalesforceOrgs by spec.implementationRef.name.
 	OrgImplementation = "spec.implementationRef.name"
 	// OrgSandboxOf indexes SalesforceOrgs by spec.sandboxOf.productionOrgRef.name.
@@ -38,9 +37,6 @@ func Setup(ctx context.Context, fi client.FieldIndexer) error {
 	}{
 		{&sfv1.PipelineStage{}, StageOrgRef, func(o client.Object) []string {
 			return []string{o.(*sfv1.PipelineStage).Spec.OrgRef.Name}
-		}},
-		{&sfv1.SalesforceOrg{}, OrgAuthSecret, func(o client.Object) []string {
-			return []string{o.(*sfv1.SalesforceOrg).CredentialSecret()}
 		}},
 		{&sfv1.SalesforceOrg{}, OrgImplementation, func(o client.Object) []string {
 			if ref := o.(*sfv1.SalesforceOrg).Spec.ImplementationRef; ref != nil {
