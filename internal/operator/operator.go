@@ -107,6 +107,24 @@ type Options struct {
 	StatusHeartbeat time.Duration
 }
 
+// ShardLabel is the label that assigns an object to a shard (--watch-label-selector), as
+// sharding.fluxcd.io/key does for Flux.
+const ShardLabel = "sharding.sfops.io/key"
+
+const unshardedElectionID = "salesforce-operator.sfops.io"
+
+// leaderElectionID is the lease of the managers that watch shard. A shard has a lease of its own.
+// The main manager of a sharded install (the objects without a shard label) keeps the unsharded
+// one: turning sharding on rolls it over from the single manager it replaces, never with two
+// leaders of the same objects.
+func leaderElectionID(shard labels.Selector) string {
+	if shard.String() == "!"+ShardLabel {
+		return unshardedElectionID
+	}
+	sum := sha256.Sum256([]byte(shard.String()))
+	return fmt.Sprintf("%x.%s", sum[:4], unshardedElectionID)
+}
+
 // Sources of the webhook serving certificate.
 const (
 	WebhookCertsSelf = "self"
@@ -132,7 +150,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			&corev1.Secret{}: {Label: credentialSecrets, Transform: trimForCache},
 		},
 	}
-	electionID := "salesforce-operator.sfops.io"
+	electionID := unshardedElectionID
 	if o.WatchLabelSelector != "" {
 		shard, err := labels.Parse(o.WatchLabelSelector)
 		if err != nil {
@@ -141,8 +159,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		for _, obj := range []client.Object{&sfv1.SalesforceOrg{}, &sfv1.PipelineStage{}, &sfv1.SalesforceImplementation{}} {
 			cacheOpts.ByObject[obj] = cache.ByObject{Label: shard}
 		}
-		sum := sha256.Sum256([]byte(shard.String()))
-		electionID = fmt.Sprintf("%x.salesforce-operator.sfops.io", sum[:4])
+		electionID = leaderElectionID(shard)
 	}
 	if len(o.WatchNamespaces) > 0 {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
