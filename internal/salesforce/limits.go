@@ -25,11 +25,13 @@ func newLimits(hostQPS, orgQPS float64) *limits {
 	return &limits{hostQPS: hostQPS, orgQPS: orgQPS, hosts: map[string]*rate.Limiter{}}
 }
 
+// bucket holds calls to qps a second. Its burst is one call, so that no window of a second ever
+// sees more than qps of them (a burst of b would let b+qps through in the first second).
 func bucket(qps float64) *rate.Limiter {
 	if qps <= 0 {
 		return nil
 	}
-	return rate.NewLimiter(rate.Limit(qps), max(1, int(qps)))
+	return rate.NewLimiter(rate.Limit(qps), 1)
 }
 
 func (l *limits) host(host string) *rate.Limiter {
