@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -44,13 +45,18 @@ func TestShardsSplitTheOrgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const ns, n = "shards", 100
+	// SHARD_TEST_ORGS=2000 runs it at the size (make test keeps it at 100).
+	const ns = "shards"
+	n := 100
+	if v, err := strconv.Atoi(os.Getenv("SHARD_TEST_ORGS")); err == nil && v >= 2 {
+		n = v
+	}
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
 	}
 	fakes := map[string]*sftest.Org{}
 	for i := range n {
-		name := fmt.Sprintf("org-%03d", i)
+		name := fmt.Sprintf("org-%05d", i)
 		fo := fake.AddOrg(sftest.OrgSpec{Name: name})
 		fakes[name] = fo
 		shard := []string{"shard1", "shard2"}[i%2]
@@ -59,7 +65,7 @@ func TestShardsSplitTheOrgs(t *testing.T) {
 		must(t, c.Create(ctx, &sfv1.SalesforceOrg{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"sharding.sfops.io/key": shard}},
 			Spec: sfv1.SalesforceOrgSpec{Type: sfv1.OrgTypeProduction, AuthSecretRef: sfv1.SecretKeyReference{Name: name}, CheckInterval: &metav1.Duration{Duration: time.Hour}}}))
 	}
-	waitFor(t, "every org Connected", func() string {
+	testkit.Eventually(t, time.Minute+time.Duration(n)*30*time.Millisecond, "every org Connected", func() string {
 		var list sfv1.SalesforceOrgList
 		if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
 			return err.Error()
@@ -84,12 +90,12 @@ func TestShardsSplitTheOrgs(t *testing.T) {
 
 	// Relabel one org to the other shard: that shard takes it (a check request is answered).
 	o := &sfv1.SalesforceOrg{}
-	must(t, c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "org-000"}, o))
+	must(t, c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "org-00000"}, o))
 	o.Labels["sharding.sfops.io/key"] = "shard2"
 	o.Annotations = map[string]string{sfv1.ReconcileRequestedAtAnnotation: "moved"}
 	must(t, c.Update(ctx, o))
 	waitFor(t, "the other shard to answer for the moved org", func() string {
-		must(t, c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "org-000"}, o))
+		must(t, c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "org-00000"}, o))
 		if o.Status.LastHandledReconcileAt != "moved" {
 			return "not handled"
 		}
@@ -98,7 +104,7 @@ func TestShardsSplitTheOrgs(t *testing.T) {
 	// Its first check by the old shard (token + composite), then one by the new shard, whose own
 	// Salesforce client logs in afresh (token + composite): nothing else.
 	time.Sleep(time.Second)
-	if calls := fake.CallsFor(fakes["org-000"]); calls != 4 {
+	if calls := fake.CallsFor(fakes["org-00000"]); calls != 4 {
 		t.Errorf("the moved org: %d calls, want 4", calls)
 	}
 }
