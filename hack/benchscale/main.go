@@ -660,7 +660,7 @@ func ff(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
 
 func markdown(results []Result) string {
 	var b strings.Builder
-	b.WriteString("| orgs | first connections (ideal N·2L/C) | ratio | re-check sweep (ideal N·L/C) | ratio | requested re-checks | ratio | peak calls/s | peak calls/s after a failover | manager RSS (anonymous) | live heap | calls per check | API requests per check (requested) | CPU per check |\n")
+	b.WriteString("| orgs | first connections (ideal N·2L/C) | ratio | re-check sweep (ideal N·L/C) | ratio | requested re-checks | ratio | peak calls/s | peak calls/s after a failover | manager RSS (anonymous) | heap in use after a collection | calls per check | API requests per check (requested) | CPU per check |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		fmt.Fprintf(&b, "| %d | %.1f s (%.1f s) | %.2f | %.1f s (%.1f s) | %.2f | %.1f s | %.2f | %d | %d | %.0f MiB (%.0f MiB) | %.0f MiB | %.2f | %.2f (%.2f) | %.1f ms |\n",
