@@ -245,10 +245,18 @@ func (h *harness) trial(ctx context.Context, ns string, sig syscall.Signal, c *C
 		}
 		// A SIGKILL between Salesforce issuing a rotated token and the API server storing it
 		// loses it whatever the manager does: the old token died at issue, the new one lived only
-		// in the killed process. Such a loss is counted apart; any other is a failure.
-		if gap := stoppedAt.Sub(o.fake.RefreshIssuedAt()); sig == syscall.SIGKILL && gap >= 0 && gap < h.cfg.WriteWindow {
+		// in the killed process. So does one that lands while the token request is in flight
+		// (the token issued just after the kill, to a request the process sent before it): the
+		// answer has nobody to reach. Such losses are counted apart; any other is a failure.
+		gap := stoppedAt.Sub(o.fake.RefreshIssuedAt())
+		if sig == syscall.SIGKILL && gap >= 0 && gap < h.cfg.WriteWindow {
 			c.InWindow++
 			c.Why[v+fmt.Sprintf(" (killed %s after the token was issued: inside the write window)", gap.Round(time.Millisecond))]++
+			continue
+		}
+		if sig == syscall.SIGKILL && gap < 0 && -gap < h.cfg.WriteWindow {
+			c.InWindow++
+			c.Why[v+fmt.Sprintf(" (the token was issued %s after the kill: its request was in flight)", (-gap).Round(time.Millisecond))]++
 			continue
 		}
 		lost++

@@ -16,7 +16,8 @@ type Cell struct {
 	Orgs         int
 	Lost         int
 	// InWindow counts the SIGKILL losses inside the write window: the kill came after Salesforce
-	// issued a rotated token and before one API write could store it. No process can avoid them.
+	// issued a rotated token and before one API write could store it, or while the token request
+	// was in flight (issued just after the kill). No process can avoid them.
 	InWindow  int
 	SlowExits int            // stopped managers that had to be killed after gracefulExit
 	Why       map[string]int // loss reason → count
