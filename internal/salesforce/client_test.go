@@ -28,6 +28,16 @@ func newClient(t testing.TB, s *sftest.Server, mod ...func(*salesforce.Options))
 }
 
 // authURL parses an org's current auth URL. Failures never print the URL.
+// rotatingOrg is a fake org that rotates its refresh token on every refresh, a client of the
+// fake, and the org's auth URL as it is before any rotation.
+func rotatingOrg(t testing.TB) (*sftest.Server, *sftest.Org, *salesforce.Client, salesforce.AuthURL) {
+	t.Helper()
+	s := sftest.NewServer(t)
+	o := s.AddOrg(sftest.OrgSpec{})
+	o.SetRotateRefreshTokens(true)
+	return s, o, newClient(t, s), authURL(t, o)
+}
+
 func authURL(t testing.TB, o *sftest.Org) salesforce.AuthURL {
 	t.Helper()
 	a, err := salesforce.ParseAuthURL(o.AuthURL())
@@ -156,11 +166,7 @@ func TestExpiredSessionRefreshesOnceAndRetries(t *testing.T) {
 }
 
 func TestRefreshTokenRotation(t *testing.T) {
-	s := sftest.NewServer(t)
-	o := s.AddOrg(sftest.OrgSpec{})
-	o.SetRotateRefreshTokens(true)
-	c := newClient(t, s)
-	old := authURL(t, o)
+	s, o, c, old := rotatingOrg(t)
 
 	res := check(t, c, old)
 	if res.RotatedAuthURL == nil {
@@ -688,11 +694,7 @@ func BenchmarkCheckSteadyState(b *testing.B) {
 // CheckHeld never logs in: it checks only with an access token the client holds for the
 // credential as it is, and says when it could not, so the caller reads the credential afresh.
 func TestCheckHeldNeverLogsIn(t *testing.T) {
-	s := sftest.NewServer(t)
-	o := s.AddOrg(sftest.OrgSpec{})
-	o.SetRotateRefreshTokens(true)
-	c := newClient(t, s)
-	old := authURL(t, o)
+	s, o, c, old := rotatingOrg(t)
 	ctx := context.Background()
 
 	if _, held, err := c.CheckHeld(ctx, old); held || err != nil || s.TotalCalls() != 0 {

@@ -12,11 +12,7 @@ import (
 // A rotated refresh token is handed to Persist inside the token exchange: before the new access
 // token is used for anything (no REST call has been made when Persist runs).
 func TestPersistRunsBeforeTheNewTokenIsUsed(t *testing.T) {
-	s := sftest.NewServer(t)
-	o := s.AddOrg(sftest.OrgSpec{})
-	o.SetRotateRefreshTokens(true)
-	c := newClient(t, s)
-	old := authURL(t, o)
+	s, o, c, old := rotatingOrg(t)
 	var persisted []salesforce.AuthURL
 	res, err := c.CheckWith(context.Background(), old, func(_ context.Context, rotated salesforce.AuthURL) error {
 		if n := s.TotalCalls(); n != 1 || s.Calls("token") != 1 {
@@ -40,11 +36,7 @@ func TestPersistRunsBeforeTheNewTokenIsUsed(t *testing.T) {
 // URL to Persist first, without another token request; once saved, the dead credential is
 // forgotten, so rotations do not accumulate in the client's memory.
 func TestFailedPersistStopsTheCheckAndIsOfferedFirst(t *testing.T) {
-	s := sftest.NewServer(t)
-	o := s.AddOrg(sftest.OrgSpec{})
-	o.SetRotateRefreshTokens(true)
-	c := newClient(t, s)
-	old := authURL(t, o)
+	s, o, c, old := rotatingOrg(t)
 
 	_, err := c.CheckWith(context.Background(), old, func(context.Context, salesforce.AuthURL) error {
 		return errors.New("writing Secret \"x\" failed (Forbidden)")
