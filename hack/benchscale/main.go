@@ -292,10 +292,12 @@ func measure(ctx context.Context, bin, out string, n int, latency time.Duration,
 		return r, ctx.Err()
 	case <-time.After(time.Until(due)):
 	}
-	sweep := func(profile string) (secs, apiPerCheck float64, err error) {
+	// sweep resumes the manager and measures the checks it makes until every org had one.
+	type sweepResult struct{ secs, apiPerCheck, callsPerCheck, cpuMsPerCheck float64 }
+	sweep := func(profile string) (sw sweepResult, err error) {
 		fake.StartCallLog()
 		if err := mgr.Process.Signal(syscall.SIGCONT); err != nil {
-			return 0, 0, err
+			return sw, err
 		}
 		profiled := make(chan error, 1)
 		go func() {
@@ -305,7 +307,7 @@ func measure(ctx context.Context, bin, out string, n int, latency time.Duration,
 		var calls []sftest.Call
 		for {
 			if ctx.Err() != nil {
-				return 0, 0, ctx.Err()
+				return sw, ctx.Err()
 			}
 			calls = fake.CallLog()
 			if checkedOrgs(calls) >= n {
@@ -313,18 +315,20 @@ func measure(ctx context.Context, bin, out string, n int, latency time.Duration,
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		secs = calls[len(calls)-1].End.Sub(calls[0].Start).Seconds()
-		r.CallsPerCheck = float64(len(calls)) / float64(n)
+		sw.secs = calls[len(calls)-1].End.Sub(calls[0].Start).Seconds()
+		sw.callsPerCheck = float64(len(calls)) / float64(n)
 		time.Sleep(2 * time.Second)
-		r.CPUMsPerCheck = (cpuSeconds(mgr.Process.Pid) - cpu0) * 1000 / float64(n)
-		apiPerCheck = (scrape(metricsAddr, "rest_client_requests_total") - api0) / float64(n)
-		return secs, apiPerCheck, <-profiled
+		sw.cpuMsPerCheck = (cpuSeconds(mgr.Process.Pid) - cpu0) * 1000 / float64(n)
+		sw.apiPerCheck = (scrape(metricsAddr, "rest_client_requests_total") - api0) / float64(n)
+		return sw, <-profiled
 	}
-	if r.SweepSeconds, r.APIRequestsPerCheck, err = sweep("sweep"); err != nil {
+	periodic, err := sweep("sweep")
+	if err != nil {
 		return r, err
 	}
+	r.SweepSeconds, r.APIRequestsPerCheck = periodic.secs, periodic.apiPerCheck
+	r.CallsPerCheck, r.CPUMsPerCheck = periodic.callsPerCheck, periodic.cpuMsPerCheck
 	r.SweepRatio = r.SweepSeconds / r.IdealSweep
-	cpuPerCheck, callsPerCheck := r.CPUMsPerCheck, r.CallsPerCheck
 
 	// A sweep of requested re-checks: every org asked at once. The requests are written while
 	// the manager is paused, so that the sweep measures the manager's re-checks, not how fast the
@@ -342,11 +346,12 @@ func measure(ctx context.Context, bin, out string, n int, latency time.Duration,
 		_ = mgr.Process.Signal(syscall.SIGCONT)
 		return r, err
 	}
-	if r.RequestedSweepSeconds, r.RequestedAPIRequestsPerCheck, err = sweep("requested"); err != nil {
+	requested, err := sweep("requested")
+	if err != nil {
 		return r, err
 	}
+	r.RequestedSweepSeconds, r.RequestedAPIRequestsPerCheck = requested.secs, requested.apiPerCheck
 	r.RequestedSweepRatio = r.RequestedSweepSeconds / r.IdealSweep
-	r.CPUMsPerCheck, r.CallsPerCheck = cpuPerCheck, callsPerCheck
 	for _, p := range []string{"mutex", "block"} {
 		if err := fetch(pprofAddr, p, filepath.Join(out, fmt.Sprintf("%s-%d.pb.gz", p, n))); err != nil {
 			return r, err
