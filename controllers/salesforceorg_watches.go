@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -43,7 +44,8 @@ func (r *SalesforceOrgReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&sfv1.SalesforceOrg{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{}))).
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{},
+			finalizerDroppedPredicate{name: OrgFinalizer}))).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.orgsForSecret)).
 		Watches(&sfv1.PipelineStage{}, handler.EnqueueRequestsFromMapFunc(orgForStage)).
 		Watches(&sfv1.SalesforceImplementation{}, handler.EnqueueRequestsFromMapFunc(r.orgsForImplementation),
@@ -126,6 +128,19 @@ type deletionPredicate struct{ predicate.Funcs }
 
 func (deletionPredicate) Update(e event.UpdateEvent) bool {
 	return e.ObjectOld.GetDeletionTimestamp().IsZero() != e.ObjectNew.GetDeletionTimestamp().IsZero()
+}
+
+// finalizerDroppedPredicate passes updates that take the operator's finalizer off an object that
+// is not being deleted (someone removed it by hand, or a GitOps tool replaced metadata), so the
+// controller puts it back at once instead of at the object's next check.
+type finalizerDroppedPredicate struct {
+	predicate.Funcs
+	name string
+}
+
+func (p finalizerDroppedPredicate) Update(e event.UpdateEvent) bool {
+	return e.ObjectNew.GetDeletionTimestamp().IsZero() &&
+		controllerutil.ContainsFinalizer(e.ObjectOld, p.name) && !controllerutil.ContainsFinalizer(e.ObjectNew, p.name)
 }
 
 // boundedChecker lets at most cap(slots) calls to Salesforce run at once.
