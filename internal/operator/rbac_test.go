@@ -3,8 +3,11 @@ package operator_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -13,6 +16,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -90,8 +94,9 @@ func runAsServiceAccount(t *testing.T, tc rbacCase) {
 	}
 	defer fake.Close()
 	wh := env.WebhookInstallOptions
+	metricsAddr := freeAddr(t)
 	opts := operator.Options{
-		MetricsAddr: "0", ProbeAddr: "0", AllowedHosts: []string{fake.Host()}, RootCAs: fake.CertPool(),
+		MetricsAddr: metricsAddr, MetricsSecure: true, ProbeAddr: "0", AllowedHosts: []string{fake.Host()}, RootCAs: fake.CertPool(),
 		EnableWebhooks: true, WebhookHost: wh.LocalServingHost, WebhookPort: wh.LocalServingPort, WebhookCertDir: wh.LocalServingCertDir,
 		LeaderElect: true, LeaderElectNS: tc.saNamespace, SkipNameValidation: true, RetryBase: 300 * time.Millisecond,
 	}
@@ -174,6 +179,7 @@ func runAsServiceAccount(t *testing.T, tc rbacCase) {
 	if err := c.Delete(ctx, uatOrg, client.DryRunAll); err == nil || !strings.Contains(err.Error(), "cannot be deleted") {
 		t.Errorf("deleting an org in use: %v", err)
 	}
+	scrapeMetrics(t, ctx, admin, c, tc, metricsAddr)
 	lease := &coordinationv1.Lease{}
 	waitFor(t, "the leader's lease", func() string {
 		var leases coordinationv1.LeaseList
@@ -239,4 +245,66 @@ func serviceAccountConfig(t *testing.T, ctx context.Context, admin *rest.Config,
 		t.Fatalf("a token for %s/%s: %v", tc.saNamespace, tc.saName, err)
 	}
 	return &rest.Config{Host: admin.Host, BearerToken: tok.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAData: admin.CAData}}
+}
+
+// scrapeMetrics checks who may read the manager's metrics, served over HTTPS to callers the API
+// server authenticates and authorises with the shipped RBAC: a scraper bound to the metrics reader
+// role may, while no token, a made-up token or another ServiceAccount may not.
+func scrapeMetrics(t *testing.T, ctx context.Context, admin *rest.Config, c client.Client, tc rbacCase, addr string) {
+	t.Helper()
+	var reader string
+	var roles rbacv1.ClusterRoleList
+	must(t, c.List(ctx, &roles))
+	for _, r := range roles.Items {
+		if strings.HasSuffix(r.Name, "salesforce-metrics-reader") {
+			reader = r.Name
+		}
+	}
+	if reader == "" {
+		t.Fatalf("%s has no metrics reader ClusterRole", tc.tree)
+	}
+	for _, name := range []string{"prometheus", "nosy"} {
+		must(t, c.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: tc.saNamespace, Name: name}}))
+	}
+	must(t, c.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "prometheus-metrics"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: reader},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: tc.saNamespace, Name: "prometheus"}}}))
+	token := func(sa string) string {
+		return serviceAccountConfig(t, ctx, admin, rbacCase{saNamespace: tc.saNamespace, saName: sa}).BearerToken
+	}
+	// The server's certificate is the manager's own, self-signed: this checks who may read, not TLS.
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	scrape := func(token string) (int, string) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/metrics", nil)
+		must(t, err)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		res, err := hc.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(body)
+	}
+	waitFor(t, "the bound scraper reads the metrics", func() string {
+		code, body := scrape(token("prometheus"))
+		if code != http.StatusOK || !strings.Contains(body, "salesforce_") {
+			return fmt.Sprintf("%d %.200s", code, body)
+		}
+		return ""
+	})
+	for what, tc := range map[string]struct {
+		token string
+		want  int
+	}{
+		"no token":                  {"", http.StatusUnauthorized},
+		"a made-up token":           {"not-a-token", http.StatusUnauthorized},
+		"an unbound ServiceAccount": {token("nosy"), http.StatusForbidden},
+	} {
+		if code, body := scrape(tc.token); code != tc.want {
+			t.Errorf("scraping with %s: %d %.200s, want %d", what, code, body, tc.want)
+		}
+	}
 }
