@@ -23,6 +23,9 @@ import (
 	"github.com/sfops/salesforce-operator/internal/operator"
 )
 
+// gcPercent is the manager's GOGC unless the environment sets one.
+const gcPercent = 40
+
 func main() {
 	var o operator.Options
 	finish := operator.BindFlags(flag.CommandLine, &o)
@@ -31,6 +34,15 @@ func main() {
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	setupLog := ctrl.Log.WithName("setup")
+	if os.Getenv("GOGC") == "" {
+		// The heap is mostly the informers' cache, which lives as long as the process, and past
+		// the first connections the manager allocates little (a periodic check, ~0.5 ms of CPU).
+		// Go's default (100) lets the heap grow to twice what is live between collections; 40%
+		// keeps 10,000 orgs under 100 MiB for more, but cheap, collections (make bench-scale:
+		// 95 MiB against 102 at 50 and 123 at 100; 0.6 ms of CPU a check against 0.5).
+		debug.SetGCPercent(gcPercent)
+		setupLog.V(1).Info("garbage collector target set", "GOGC", gcPercent)
+	}
 	if limit, ok := containerMemoryLimit(); ok && os.Getenv("GOMEMLIMIT") == "" {
 		// A complement to keeping memory small, not a substitute: near the container's limit the
 		// garbage collector works harder instead of the kernel killing the pod (as automemlimit does).

@@ -5,13 +5,12 @@ import (
 	"sync"
 
 	"k8s.io/apimachinery/pkg/types"
-	toolscache "k8s.io/client-go/tools/cache"
 
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
 )
 
 // secretUsers maps each credential Secret to the orgs that read it: the orgs a Secret's event
-// wakes. It is kept from the org informer's events. A field index on the cache would do the same
+// wakes. It is kept from the org informer's events (orgNeighbours). A field index on the cache would do the same
 // with two one-element sets per org (a namespaced and a cluster-wide key, about 1 KiB an org);
 // this keeps one map entry, whose names are the cached orgs' own strings.
 type secretUsers struct {
@@ -51,30 +50,10 @@ func (s *secretUsers) remove(org *sfv1.SalesforceOrg) {
 	s.m[key] = names
 }
 
-// handler keeps the map from an org informer's events, which it delivers in order.
-func (s *secretUsers) handler() toolscache.ResourceEventHandler {
-	return toolscache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) {
-			if org, ok := obj.(*sfv1.SalesforceOrg); ok {
-				s.add(org)
-			}
-		},
-		UpdateFunc: func(oldObj, newObj any) {
-			was, ok1 := oldObj.(*sfv1.SalesforceOrg)
-			now, ok2 := newObj.(*sfv1.SalesforceOrg)
-			if !ok1 || !ok2 || was.CredentialSecret() == now.CredentialSecret() {
-				return
-			}
-			s.remove(was)
-			s.add(now)
-		},
-		DeleteFunc: func(obj any) {
-			if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
-				obj = t.Obj
-			}
-			if org, ok := obj.(*sfv1.SalesforceOrg); ok {
-				s.remove(org)
-			}
-		},
+// update follows an org whose spec may name another Secret now.
+func (s *secretUsers) update(was, now *sfv1.SalesforceOrg) {
+	if was.CredentialSecret() != now.CredentialSecret() {
+		s.remove(was)
+		s.add(now)
 	}
 }

@@ -34,14 +34,7 @@ func (r *SalesforceOrgReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.SecretMetadata == nil {
 		r.SecretMetadata = mgr.GetCache()
 	}
-	orgs, err := mgr.GetCache().GetInformer(context.Background(), &sfv1.SalesforceOrg{})
-	if err != nil {
-		return err
-	}
 	r.secretUsers = newSecretUsers()
-	if _, err := orgs.AddEventHandler(r.secretUsers.handler()); err != nil {
-		return err
-	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&sfv1.SalesforceOrg{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{},
@@ -50,15 +43,48 @@ func (r *SalesforceOrgReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&sfv1.PipelineStage{}, handler.EnqueueRequestsFromMapFunc(orgForStage)).
 		Watches(&sfv1.SalesforceImplementation{}, handler.EnqueueRequestsFromMapFunc(r.orgsForImplementation),
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate{}))).
-		Watches(&sfv1.SalesforceOrg{}, handler.EnqueueRequestsFromMapFunc(r.otherDefaultDevHubs),
-			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&sfv1.SalesforceOrg{}, handler.EnqueueRequestsFromMapFunc(r.sandboxesOf)).
-		Watches(&sfv1.SalesforceOrg{}, handler.Funcs{UpdateFunc: func(_ context.Context, e event.UpdateEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			r.cacheCaughtUp(e.ObjectNew)
-		}}).
+		Watches(&sfv1.SalesforceOrg{}, r.orgNeighbours()).
 		WithOptions(controller.Options{MaxConcurrentReconciles: conc}).
 		Named("salesforceorg").
 		Complete(r)
+}
+
+// orgNeighbours is one handler of org events for what other orgs' events tell this controller
+// (one informer listener instead of four: each keeps a notification buffer as large as the
+// biggest burst it saw, ~256 KiB after the first list of 10,000 orgs). On every event it keeps
+// the Secret-to-orgs map and wakes the sandboxes authorised through the org; on a spec change the
+// namespace's other default Dev Hub claimants; on any update it lets the reconciler's memory of a
+// status write go once the cache has it. Like EnqueueRequestsFromMapFunc, an update maps both the
+// old and the new object.
+func (r *SalesforceOrgReconciler) orgNeighbours() handler.TypedEventHandler[client.Object, reconcile.Request] {
+	type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
+	enqueue := func(ctx context.Context, q queue, o client.Object, specChanged bool) {
+		reqs := r.sandboxesOf(ctx, o)
+		if specChanged {
+			reqs = append(reqs, r.otherDefaultDevHubs(ctx, o)...)
+		}
+		for _, req := range reqs {
+			q.Add(req)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q queue) {
+			r.secretUsers.add(e.Object.(*sfv1.SalesforceOrg))
+			enqueue(ctx, q, e.Object, true)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q queue) {
+			was, now := e.ObjectOld.(*sfv1.SalesforceOrg), e.ObjectNew.(*sfv1.SalesforceOrg)
+			r.secretUsers.update(was, now)
+			r.cacheCaughtUp(now)
+			specChanged := was.Generation != now.Generation
+			enqueue(ctx, q, was, specChanged)
+			enqueue(ctx, q, now, specChanged)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q queue) {
+			r.secretUsers.remove(e.Object.(*sfv1.SalesforceOrg))
+			enqueue(ctx, q, e.Object, true)
+		},
+	}
 }
 
 func (r *SalesforceOrgReconciler) orgsForSecret(_ context.Context, o client.Object) []reconcile.Request {

@@ -265,6 +265,9 @@ func measure(ctx context.Context, bin, out string, n int, latency time.Duration,
 	r.RSSAnonMiB = procStatusMiB(mgr.Process.Pid, "RssAnon") // the rest is the binary's pages
 	r.HeapMiB = scrape(metricsAddr, "go_memstats_heap_inuse_bytes") / (1 << 20)
 	r.RSSKiBPerOrgAbove = r.RSSMiB * 1024 / float64(n)
+	if smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", mgr.Process.Pid)); err == nil { // which mapping holds the RSS
+		_ = os.WriteFile(filepath.Join(out, fmt.Sprintf("smaps-%d.txt", n)), smaps, 0o644)
+	}
 	if err := fetch(pprofAddr, "heap?gc=1", filepath.Join(out, fmt.Sprintf("heap-%d.pb.gz", n))); err != nil {
 		return r, err
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -57,12 +56,14 @@ func credentialValue(cred Credential) (Credential, error) {
 	return cred, nil
 }
 
+// hashKey is the SHA-256 digest of the parts, as a string of its 32 raw bytes: a map key, never
+// printed (hex would double it, for every org's session).
 func hashKey(parts ...string) string {
 	h := sha256.New()
 	for _, p := range parts {
 		fmt.Fprintf(h, "%d:%s;", len(p), p)
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return string(h.Sum(nil))
 }
 
 func (a AuthURL) cacheKey() string {
