@@ -157,8 +157,11 @@ func (a *reviewer) authorize(ctx context.Context, u *authnv1.UserInfo, verb, pat
 	if err != nil {
 		return false, fmt.Errorf("the API server did not review the access: %w", err)
 	}
-	allowed := res.Status.Allowed && !res.Status.Denied
-	a.decisions.put(key, allowed, map[bool]time.Duration{true: allowTTL, false: denyTTL}[allowed])
+	allowed, ttl := res.Status.Allowed && !res.Status.Denied, denyTTL
+	if allowed {
+		ttl = allowTTL
+	}
+	a.decisions.put(key, allowed, ttl)
 	return allowed, nil
 }
 
