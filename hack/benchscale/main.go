@@ -10,6 +10,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -23,6 +24,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,10 +33,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
 	"github.com/sfops/salesforce-operator/internal/localenv"
@@ -94,6 +99,7 @@ type Result struct {
 const restartWatch = 30 * time.Second
 
 func main() {
+	ctrllog.SetLogger(logr.Discard()) // envtest's start logs nothing worth showing here
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "benchscale:", err)
 		os.Exit(1)
@@ -109,6 +115,7 @@ func run() error {
 		out     = flag.String("out", "bin/bench", "Where the JSON, CSV and PNG go.")
 		mgrPath = flag.String("manager", "", "The manager binary (default: build the repository's).")
 		replot  = flag.String("replot", "", "Run nothing: redraw the PNG from this JSON (as written by a run), beside it with the same name (scale.json: scale.png).")
+		profile = flag.Bool("profile", false, "Also write, for the first connections, CPU profiles of the manager, of kube-apiserver and of this program (the fake Salesforce) as cpu-{manager,apiserver,bench}-N.pb.gz, the API requests per org (requests-N.txt) and the calls started and in flight each second (calls-N.txt).")
 	)
 	flag.Parse()
 	if *replot != "" {
@@ -134,7 +141,7 @@ func run() error {
 		if err != nil || n < 1 {
 			return fmt.Errorf("--orgs: %q is not a number of orgs", f)
 		}
-		r, err := measure(ctx, bin, *out, n, *latency, *conc, *every)
+		r, err := measure(ctx, bin, *out, n, *latency, *conc, *every, *profile)
 		if err != nil {
 			return fmt.Errorf("%d orgs: %w", n, err)
 		}
@@ -149,7 +156,7 @@ func run() error {
 	return nil
 }
 
-func measure(ctx context.Context, bin, out string, n int, latency time.Duration, conc int, every time.Duration) (Result, error) {
+func measure(ctx context.Context, bin, out string, n int, latency time.Duration, conc int, every time.Duration, profile bool) (Result, error) {
 	r := Result{Orgs: n, LatencyMs: latency.Milliseconds(), Concurrency: conc}
 	if every == 0 {
 		ideal := time.Duration(n) * 2 * latency / time.Duration(conc)
@@ -241,12 +248,20 @@ func measure(ctx context.Context, bin, out string, n int, latency time.Duration,
 	}
 	// Without the courtesy buckets: every org shares the fake's one host, whose bucket would bind.
 	mgr := newManager("--salesforce-host-qps=0", "--salesforce-org-qps=0")
+	var requestsBefore map[string]float64
+	if profile {
+		requestsBefore = apiRequests(cfg)
+	}
 	start = time.Now()
 	fake.StartCallLog()
 	if err := mgr.Start(); err != nil {
 		return r, err
 	}
 	defer func() { _ = mgr.Process.Signal(syscall.SIGTERM); _ = mgr.Wait() }()
+	var profiled sync.WaitGroup
+	if profile {
+		profiled.Go(func() { profileFirstConnections(ctx, cfg, pprofAddr, out, n, latency, conc) })
+	}
 
 	if err := waitConnected(ctx, c, fake, ns, n, 30*time.Minute); err != nil {
 		return r, err
@@ -259,6 +274,11 @@ func measure(ctx context.Context, bin, out string, n int, latency time.Duration,
 	r.ConnectedSeconds = timeUntilEach(calls, 2).Seconds()
 	r.IdealConnected = float64(n) * 2 * latency.Seconds() / float64(conc)
 	r.ConnectedRatio = r.ConnectedSeconds / r.IdealConnected
+	if profile {
+		writeRequestsPerOrg(requestsBefore, apiRequests(cfg), n, filepath.Join(out, fmt.Sprintf("requests-%d.txt", n)))
+		writeCallsPerSecond(calls, filepath.Join(out, fmt.Sprintf("calls-%d.txt", n)))
+	}
+	profiled.Wait()
 
 	time.Sleep(10 * time.Second) // settle: caches full, first-check garbage collected
 	r.RSSMiB = procStatusMiB(mgr.Process.Pid, "VmRSS")
@@ -536,6 +556,154 @@ func checkedOrgs(calls []sftest.Call) int {
 }
 
 // fetch saves one of the manager's pprof profiles (path below /debug/pprof/) to file.
+// apiserverGet reads a path of kube-apiserver's (as the admin the benchmark runs as).
+func apiserverGet(cfg *rest.Config, path string) ([]byte, error) {
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Get(strings.TrimSuffix(cfg.Host, "/") + path)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return b, err
+}
+
+// apiRequests is kube-apiserver's apiserver_request_total by verb, resource, subresource and
+// dry run, summed over the other labels (nil when it cannot be read).
+func apiRequests(cfg *rest.Config) map[string]float64 {
+	b, err := apiserverGet(cfg, "/metrics")
+	if err != nil {
+		return nil
+	}
+	counts := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		line, ok := strings.CutPrefix(line, "apiserver_request_total{")
+		if !ok {
+			continue
+		}
+		labels, value, _ := strings.Cut(line, "} ")
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			continue
+		}
+		var key []string
+		for _, l := range strings.Split(labels, ",") {
+			k, val, _ := strings.Cut(l, "=")
+			switch k {
+			case "verb", "resource", "subresource", "dry_run":
+				if val != `""` {
+					key = append(key, k+"="+val)
+				}
+			}
+		}
+		counts[strings.Join(key, " ")] += v
+	}
+	return counts
+}
+
+// writeRequestsPerOrg writes the API requests made between two readings, per org, largest first.
+func writeRequestsPerOrg(before, after map[string]float64, n int, file string) {
+	type row struct {
+		key string
+		per float64
+	}
+	var rows []row
+	total := 0.0
+	for k, v := range after {
+		if d := v - before[k]; d > 0 {
+			rows = append(rows, row{k, d / float64(n)})
+			total += d / float64(n)
+		}
+	}
+	slices.SortFunc(rows, func(a, b row) int { return cmp.Compare(b.per, a.per) })
+	var b strings.Builder
+	fmt.Fprintf(&b, "%.2f API requests per org over the first connections of %d orgs\n", total, n)
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%6.3f %s\n", r.per, r.key)
+	}
+	_ = os.WriteFile(file, []byte(b.String()), 0o644)
+}
+
+// writeCallsPerSecond writes how many calls reached the fake in each second of the log, and
+// how many were in flight at that second's start: slots that sat idle show as dips.
+func writeCallsPerSecond(calls []sftest.Call, file string) {
+	if len(calls) == 0 {
+		return
+	}
+	t0 := calls[0].Start
+	for _, c := range calls {
+		if c.Start.Before(t0) {
+			t0 = c.Start
+		}
+	}
+	var started, busy []int
+	for _, c := range calls {
+		s := int(c.Start.Sub(t0) / time.Second)
+		for len(started) <= s {
+			started = append(started, 0)
+		}
+		started[s]++
+	}
+	busy = make([]int, len(started))
+	for _, c := range calls { // in flight at each whole second
+		for s := int(c.Start.Sub(t0)/time.Second) + 1; s < len(busy) && t0.Add(time.Duration(s)*time.Second).Before(c.End); s++ {
+			busy[s]++
+		}
+	}
+	var b strings.Builder
+	b.WriteString("second calls-started in-flight\n")
+	for i := range started {
+		fmt.Fprintf(&b, "%d %d %d\n", i, started[i], busy[i])
+	}
+	_ = os.WriteFile(file, []byte(b.String()), 0o644)
+}
+
+// profileFirstConnections takes CPU profiles of the manager, kube-apiserver and this program
+// together, over the middle of the first connections (from 3s after the start, for half the
+// ideal time, at most 30s).
+func profileFirstConnections(ctx context.Context, cfg *rest.Config, pprofAddr, out string, n int, latency time.Duration, conc int) {
+	window := min(30*time.Second, time.Duration(n)*latency/time.Duration(conc))
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(3 * time.Second):
+	}
+	secs := strconv.Itoa(int(window.Seconds()))
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := fetch(pprofAddr, "profile?seconds="+secs, filepath.Join(out, fmt.Sprintf("cpu-manager-%d.pb.gz", n))); err != nil {
+			fmt.Fprintln(os.Stderr, "benchscale: profiling the manager:", err)
+		}
+	})
+	wg.Go(func() {
+		b, err := apiserverGet(cfg, "/debug/pprof/profile?seconds="+secs)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(out, fmt.Sprintf("cpu-apiserver-%d.pb.gz", n)), b, 0o644)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchscale: profiling kube-apiserver:", err)
+		}
+	})
+	f, err := os.Create(filepath.Join(out, fmt.Sprintf("cpu-bench-%d.pb.gz", n)))
+	if err == nil {
+		if err = pprof.StartCPUProfile(f); err == nil {
+			time.Sleep(window)
+			pprof.StopCPUProfile()
+		}
+		f.Close()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchscale: profiling this program:", err)
+	}
+	wg.Wait()
+}
+
 func fetch(addr, path, file string) error {
 	resp, err := http.Get("http://" + addr + "/debug/pprof/" + path)
 	if err != nil {
