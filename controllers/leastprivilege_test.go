@@ -147,7 +147,8 @@ func TestNoCredentialInDebugLogs(t *testing.T) {
 	fo.SetRotateRefreshTokens(true)
 
 	// A second reconciler, fresh as after a restart, whose context logs at levels 9 and 10. The
-	// suite's manager remembers its own recent check and leaves the org alone meanwhile.
+	// suite's manager remembers its own recent check and leaves the org alone, until a rotation
+	// changes the Secret (see below).
 	direct, err := client.New(cfg, client.Options{Scheme: operator.Scheme})
 	if err != nil {
 		t.Fatal(err)
