@@ -555,7 +555,6 @@ func checkedOrgs(calls []sftest.Call) int {
 	return len(seen)
 }
 
-// fetch saves one of the manager's pprof profiles (path below /debug/pprof/) to file.
 // apiserverGet reads a path of kube-apiserver's (as the admin the benchmark runs as).
 func apiserverGet(cfg *rest.Config, path string) ([]byte, error) {
 	hc, err := rest.HTTPClientFor(cfg)
@@ -704,6 +703,7 @@ func profileFirstConnections(ctx context.Context, cfg *rest.Config, pprofAddr, o
 	wg.Wait()
 }
 
+// fetch saves one of the manager's pprof profiles (path below /debug/pprof/) to file.
 func fetch(addr, path, file string) error {
 	resp, err := http.Get("http://" + addr + "/debug/pprof/" + path)
 	if err != nil {
