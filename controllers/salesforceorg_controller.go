@@ -128,12 +128,6 @@ type orgScope struct {
 	prodScope *orgScope
 	// writtenSecretVersion is the auth Secret's version after this reconcile wrote it.
 	writtenSecretVersion string
-	// probe, when set, waits for the Secret writability probe this reconcile started and
-	// records its answer (awaitProbe).
-	probe func()
-	// borrowed: this is a production org's scope, read to authorise a sandbox; nothing of it
-	// is written, so nothing is probed for it.
-	borrowed bool
 }
 
 // +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceorgs,verbs=get;list;watch;patch;delete
@@ -333,7 +327,6 @@ func (r *SalesforceOrgReconciler) phases(ctx context.Context, sc *orgScope) (sum
 		}
 	}
 	cred, secret, err := r.credential(ctx, sc)
-	defer sc.awaitProbe() // before the status is written
 	if err != nil && isCheckError(err) {
 		// Authorising a sandbox through its production org called Salesforce, and failed.
 		sc.checked = true

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"testing"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
 	"github.com/sfops/salesforce-operator/internal/salesforce/sftest"
 )
@@ -51,9 +49,6 @@ func describeRequest(req *http.Request) (string, string) {
 	verb := req.Method
 	if req.URL.Query().Get("watch") == "true" {
 		verb = "WATCH"
-	}
-	if req.URL.Query().Get("dryRun") != "" {
-		verb += " (dry run)"
 	}
 	return parts[i+1], verb + " " + what
 }
@@ -108,31 +103,5 @@ func TestRecheckAPIRequests(t *testing.T) {
 	// 401 with the held token, then (after reading the Secret) token and the check again.
 	if n := fakeSF.CallsFor(fo) - calls; n != 3 {
 		t.Errorf("the refresh cost %d Salesforce requests, want 3", n)
-	}
-}
-
-// A first connection costs the API server four requests: the finalizer, the live Secret read,
-// the writability probe (a dry-run update, sent beside the Salesforce calls) and the status. A
-// sandbox authorised through its production org reads the production org's Secret, and probes
-// nothing: that Secret's probe is the production org's own reconcile's.
-func TestFirstConnectionAPIRequests(t *testing.T) {
-	ns := newNamespace(t)
-	mark := mgrRequests.mark()
-	prodFake, _ := connectedOrg(t, ns, "prod", sftest.Production, sfv1.OrgTypeProduction)
-	waitHandled(t, ns, "prod", requestCheck(t, ns, "prod")) // the first check's follow-ups are done
-	got := slices.DeleteFunc(mgrRequests.since(mark, ns), func(s string) bool { return strings.HasPrefix(s, "POST events") })
-	want := []string{"GET secrets", "PATCH salesforceorgs", "PATCH salesforceorgs/status", "PATCH salesforceorgs/status", "PUT (dry run) secrets"}
-	if !slices.Equal(got, want) {
-		t.Errorf("a first connection and one requested re-check sent %q to the API server, want %q", got, want)
-	}
-
-	fakeSF.AddOrg(sftest.OrgSpec{Name: ns + "-uat", Kind: sftest.Sandbox, Production: prodFake, SandboxName: "uat"})
-	mark = mgrRequests.mark()
-	mustCreate(t, sandboxOfOrg(ns, "uat", "prod", "uat"))
-	waitOrgReady(t, ns, "uat", metav1.ConditionTrue, sfv1.ReasonConnected)
-	for _, r := range mgrRequests.since(mark, ns) {
-		if strings.Contains(r, "dry run") {
-			t.Errorf("authorising a sandbox through its production org sent %q: the production org's Secret is probed by its own reconcile", r)
-		}
 	}
 }

@@ -226,40 +226,23 @@ func (r *SalesforceOrgReconciler) writeRotationRecord(ctx context.Context, org *
 	return err
 }
 
-// probeWritable starts the probe behind the SecretWritable condition: can a rotated refresh
-// token be saved to the auth Secret? A dry-run update answers for RBAC and admission; owner
-// references and the well-known markers of External Secrets, Sealed Secrets, Argo CD and Flux say
-// who would overwrite it. Probed once per Secret version, before the first check of that version
-// has its outcome recorded. The probe only informs (nothing waits on its answer), so it runs
-// beside the Salesforce calls, off their critical path; awaitProbe records its answer.
+// probeWritable sets the SecretWritable condition: can a rotated refresh token be saved to the
+// auth Secret? A dry-run update answers for RBAC and admission; owner references and the
+// well-known markers of External Secrets, Sealed Secrets, Argo CD and Flux say who would overwrite
+// it. Probed once per Secret version, before the first check of that version.
 func (r *SalesforceOrgReconciler) probeWritable(ctx context.Context, sc *orgScope, secret *corev1.Secret) {
-	if sc.mem.probedSecretVersion == secret.ResourceVersion || sc.borrowed {
+	if sc.mem.probedSecretVersion == secret.ResourceVersion {
 		return
 	}
-	answer := make(chan error, 1)
-	probe := secret.DeepCopy()
-	go func() { answer <- r.Update(quiet(ctx), probe, client.DryRunAll) }()
-	sc.probe = func() { r.probed(ctx, sc, secret, <-answer) }
-}
-
-// awaitProbe records the answer of the probe this reconcile started, if any.
-func (sc *orgScope) awaitProbe() {
-	if sc.probe != nil {
-		sc.probe()
-		sc.probe = nil
-	}
-}
-
-// probed sets the SecretWritable condition from the dry-run update's answer.
-func (r *SalesforceOrgReconciler) probed(ctx context.Context, sc *orgScope, secret *corev1.Secret, err error) {
 	status, reason, msg := metav1.ConditionTrue, sfv1.ReasonSecretWritable, fmt.Sprintf("A rotated refresh token can be saved to Secret %q.", secret.Name)
+	err := r.Update(quiet(ctx), secret.DeepCopy(), client.DryRunAll)
 	switch {
 	case apierrors.IsForbidden(err) || apierrors.IsInvalid(err):
 		status, reason = metav1.ConditionFalse, sfv1.ReasonSecretUpdateForbidden
 		msg = fmt.Sprintf("The operator may not update Secret %q (%s), so a refresh token that Salesforce rotates would be lost. Turn off refresh-token rotation on the connected app, or grant the operator update on the Secret.",
 			secret.Name, apierrors.ReasonForError(err))
 	case err != nil:
-		return // could not tell now (a rotation written meanwhile makes it a conflict): probe again next time
+		return // could not tell now; probe again next time
 	default:
 		if by := externalManager(secret); by != "" {
 			status, reason = metav1.ConditionFalse, sfv1.ReasonSecretManagedExternally

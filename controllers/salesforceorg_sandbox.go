@@ -139,7 +139,7 @@ func (r *SalesforceOrgReconciler) storedSandboxCredential(ctx context.Context, s
 
 // productionCredential reads the production org's credential, as its own reconcile would.
 func (r *SalesforceOrgReconciler) productionCredential(ctx context.Context, sc *orgScope) (salesforce.Credential, error) {
-	prodScope := &orgScope{org: sc.prod.DeepCopy(), mem: &orgMemory{}, borrowed: true}
+	prodScope := &orgScope{org: sc.prod.DeepCopy(), mem: &orgMemory{}}
 	prodCred, _, err := r.credential(ctx, prodScope)
 	if err != nil {
 		msg := fmt.Sprintf("The production org %q's credential cannot be used", sc.prod.Name)
