@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -163,12 +164,8 @@ func TestNoCredentialInDebugLogs(t *testing.T) {
 		ctx := log.IntoContext(context.Background(), logger)
 		// The suite's manager answers the previous level's rotation (the Secret changed) with a
 		// check of its own, whose status write can land after the patch below and make the org
-		// not due: then patch and reconcile again, a few times at most.
-		checked := false
-		for attempt := 0; attempt < 10 && !checked; attempt++ {
-			if attempt > 0 {
-				time.Sleep(200 * time.Millisecond)
-			}
+		// not due: then patch and reconcile again.
+		eventuallyWithin(t, 5*time.Second, fmt.Sprintf("a level %d reconcile that checks", level), func() string {
 			// Due for a fresh reconciler (status describes an older generation): it checks at
 			// once, refreshes, rotates and writes back. (Merely overdue, its first check would
 			// be spread over the interval, as after any restart.) Fresh each time: one that
@@ -186,11 +183,11 @@ func TestNoCredentialInDebugLogs(t *testing.T) {
 			if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Namespace: ns, Name: "dbg"}}); err != nil {
 				t.Fatal(err)
 			}
-			checked = fakeSF.CallsFor(fo) > before
-		}
-		if !checked {
-			t.Fatalf("level %d: the reconcile made no check in 10 attempts", level)
-		}
+			if fakeSF.CallsFor(fo) == before {
+				return "the reconcile made no check"
+			}
+			return ""
+		})
 	}
 	out := buf.String()
 	out += undump(out)
