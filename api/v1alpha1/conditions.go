@@ -121,6 +121,18 @@ const (
 	ReasonSandboxRefreshed = "SandboxRefreshed"
 	// ReasonProductionOrgClaimed: another implementation already names the same production org.
 	ReasonProductionOrgClaimed = "ProductionOrgClaimed"
+	// ReasonSecretKeyInUse: another SalesforceOrg already keeps its credential chain (a rotating
+	// refresh token) under the same Secret key; one chain has one owner.
+	ReasonSecretKeyInUse = "SecretKeyInUse"
+	// ReasonShardMismatch: a sandboxOf org is in another shard than its production org, whose
+	// credential chain only the production org's shard may exchange.
+	ReasonShardMismatch = "ShardMismatch"
+	// ReasonSecretNameTaken: a Secret the operator keeps for the org (a sandbox's credential, the
+	// rotation record) exists already and is not the operator's; it is never taken over.
+	ReasonSecretNameTaken = "SecretNameTaken"
+	// ReasonChainOwnerStopping: this operator process is stopping or lost its leadership, so it
+	// starts no refresh-token exchange; the next leader checks the org.
+	ReasonChainOwnerStopping = "ChainOwnerStopping"
 )
 
 // GetConditions returns the org's status conditions.

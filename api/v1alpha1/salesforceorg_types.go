@@ -35,6 +35,11 @@ const DeletionRequestedAnnotation = "salesforce.sfops.io/deletion-requested"
 // ("true"). The operator sets it on the Secrets it writes itself (rotation records).
 const CredentialLabel = "salesforce.sfops.io/credential"
 
+// ShardLabel assigns an object to a shard (a manager started with --watch-label-selector), as
+// sharding.fluxcd.io/key does for Flux. A sandboxOf org must carry its production org's value:
+// the production org's credential chain has one owner, its shard.
+const ShardLabel = "sharding.sfops.io/key"
+
 // ReconcileRequestedAtAnnotation asks for a check now, whatever its value ("Test connection").
 // The value handled last is echoed to status.lastHandledReconcileAt.
 const ReconcileRequestedAtAnnotation = "salesforce.sfops.io/reconcile-requested-at"

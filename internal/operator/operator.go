@@ -108,7 +108,7 @@ type Options struct {
 
 // ShardLabel is the label that assigns an object to a shard (--watch-label-selector), as
 // sharding.fluxcd.io/key does for Flux.
-const ShardLabel = "sharding.sfops.io/key"
+const ShardLabel = sfv1.ShardLabel
 
 const unshardedElectionID = "salesforce-operator.sfops.io"
 
