@@ -55,8 +55,8 @@ func (s *Server) pause(r *http.Request, d time.Duration) bool {
 func (s *Server) RefreshTokenLive(t string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	o := s.refresh[t]
-	return o != nil && o.valid[t] && !o.deleted
+	g := s.refresh[t]
+	return g != nil && g.org.valid[t] && !g.org.deleted
 }
 
 // RefreshIssuedAt is when the org's newest refresh token was issued (by login, rotation or

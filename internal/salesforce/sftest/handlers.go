@@ -90,7 +90,9 @@ func (s *Server) attributeLocked(r *http.Request, ep string) *Org {
 	case "token":
 		switch r.PostForm.Get("grant_type") {
 		case "refresh_token":
-			return s.refresh[r.PostForm.Get("refresh_token")]
+			if g := s.refresh[r.PostForm.Get("refresh_token")]; g != nil {
+				return g.org
+			}
 		case "authorization_code":
 			if c := s.codes[r.PostForm.Get("code")]; c != nil {
 				return c.org
@@ -103,8 +105,8 @@ func (s *Server) attributeLocked(r *http.Request, ep string) *Org {
 		return nil
 	case "revoke":
 		t := r.PostForm.Get("token")
-		if o := s.refresh[t]; o != nil {
-			return o
+		if g := s.refresh[t]; g != nil {
+			return g.org
 		}
 		if g := s.access[t]; g != nil {
 			return g.org
@@ -122,10 +124,12 @@ func (s *Server) attributeLocked(r *http.Request, ep string) *Org {
 // observeServed, when set (by this package's tests), sees the status of every answer.
 var observeServed func(ep string, status int)
 
-func (s *Server) routeLocked(r *http.Request, ep string, body []byte) reply {
+// routeLocked answers a request; concurrent says that it is a refresh_token grant whose token
+// another request was refreshing when this one was accepted.
+func (s *Server) routeLocked(r *http.Request, ep string, body []byte, concurrent bool) reply {
 	rp, broken := s.brokenReplyLocked(ep)
 	if !broken {
-		rp = s.answerLocked(r, ep, body)
+		rp = s.answerLocked(r, ep, body, concurrent)
 	}
 	if observeServed != nil {
 		observeServed(ep, rp.status)
@@ -133,13 +137,13 @@ func (s *Server) routeLocked(r *http.Request, ep string, body []byte) reply {
 	return rp
 }
 
-func (s *Server) answerLocked(r *http.Request, ep string, body []byte) reply {
+func (s *Server) answerLocked(r *http.Request, ep string, body []byte, concurrent bool) reply {
 	switch ep {
 	case "token":
 		if r.Method != http.MethodPost {
 			return oauthErrorReply("invalid_request", "must use HTTP POST")
 		}
-		return s.tokenLocked(r)
+		return s.tokenLocked(r, concurrent)
 	case "revoke":
 		return s.revokeLocked(r)
 	case "authorize":
@@ -215,29 +219,11 @@ func versionsReply() reply {
 
 // --- token endpoint ---
 
-func (s *Server) tokenLocked(r *http.Request) reply {
+func (s *Server) tokenLocked(r *http.Request, concurrent bool) reply {
 	f := r.PostForm
 	switch f.Get("grant_type") {
 	case "refresh_token":
-		o := s.refresh[f.Get("refresh_token")]
-		switch {
-		case o != nil && o.deleted:
-			return orgGoneReply()
-		case o == nil || !o.valid[f.Get("refresh_token")]:
-			return oauthErrorReply("invalid_grant", "expired access/refresh token")
-		}
-		if rp, ok := o.checkClientLocked(f); !ok {
-			return rp
-		}
-		if rp, ok := o.checkLoginLocked(); !ok {
-			return rp
-		}
-		var newRefresh string
-		if o.rotate {
-			delete(o.valid, f.Get("refresh_token"))
-			newRefresh = o.newRefreshTokenLocked()
-		}
-		return s.tokenReplyLocked(o, newRefresh, "refresh_token api web id")
+		return s.refreshGrantLocked(r, concurrent)
 	case "authorization_code":
 		return s.authorizationCodeGrantLocked(f)
 	case jwtGrant:
@@ -312,7 +298,7 @@ func (s *Server) jwtLocked(assertion string) reply {
 	if rp, ok := o.checkLoginLocked(); !ok {
 		return rp
 	}
-	return s.tokenReplyLocked(o, "", "api web id")
+	return s.tokenReplyLocked(o, nil, "", "api web id")
 }
 
 func (s *Server) instanceURLLocked(o *Org) string {
@@ -327,13 +313,14 @@ func (s *Server) idURLLocked(o *Org) string {
 }
 
 // tokenReplyLocked is Salesforce's token answer: no expires_in, issued_at a string of epoch
-// milliseconds, refresh_token only when one is issued (a grant or a rotation).
-func (s *Server) tokenReplyLocked(o *Org, refresh, scope string) reply {
+// milliseconds, refresh_token only when one is issued (a grant or a rotation). Its access token
+// belongs to chain ch (nil for none).
+func (s *Server) tokenReplyLocked(o *Org, ch *chain, refresh, scope string) reply {
 	issued := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	id := s.idURLLocked(o)
 	mac := hmac.New(sha256.New, []byte(o.spec.ClientID+o.spec.ClientSecret))
 	mac.Write([]byte(id + issued))
-	ans := obj{{"access_token", o.issueAccessLocked()}}
+	ans := obj{{"access_token", o.issueAccessLocked(ch)}}
 	if refresh != "" {
 		ans = append(ans, kv{"refresh_token", refresh})
 	}
@@ -352,9 +339,9 @@ func (s *Server) tokenReplyLocked(o *Org, refresh, scope string) reply {
 
 func (s *Server) revokeLocked(r *http.Request) reply {
 	t := r.PostForm.Get("token")
-	if o := s.refresh[t]; o != nil {
-		delete(o.valid, t)
-		o.epoch++ // revoking a refresh token ends the sessions it opened
+	if g := s.refresh[t]; g != nil {
+		delete(g.org.valid, t)
+		g.org.epoch++ // revoking a refresh token ends the sessions it opened (and the org's others)
 		return reply{status: http.StatusOK}
 	}
 	if g := s.access[t]; g != nil {
@@ -375,7 +362,7 @@ func (s *Server) liveGrantLocked(r *http.Request) (o *Org, gone bool) {
 		return nil, false
 	case g.org.deleted:
 		return g.org, true
-	case g.epoch != g.org.epoch:
+	case !g.liveLocked():
 		return nil, false
 	}
 	return g.org, false

@@ -204,7 +204,8 @@ func (s *Server) authorizationCodeGrantLocked(f url.Values) reply {
 	if rp, ok := o.checkLoginLocked(); !ok {
 		return rp
 	}
-	return s.tokenReplyLocked(o, o.newRefreshTokenLocked(), "refresh_token api web id")
+	t, ch := o.newRefreshTokenLocked(nil)
+	return s.tokenReplyLocked(o, ch, t, "refresh_token api web id")
 }
 
 func pkceS256(verifier string) string {
@@ -247,7 +248,7 @@ func (s *Server) frontdoorLocked(r *http.Request) reply {
 	if otp := q.Get("otp"); otp != "" {
 		o = s.otps[otp]
 		delete(s.otps, otp)
-	} else if g := s.access[q.Get("sid")]; g != nil && g.epoch == g.org.epoch {
+	} else if g := s.access[q.Get("sid")]; g != nil && g.liveLocked() {
 		o = g.org
 	}
 	if o == nil || o.deleted {
@@ -258,6 +259,6 @@ func (s *Server) frontdoorLocked(r *http.Request) reply {
 		start = "/"
 	}
 	rp := redirectReply(start)
-	rp.set("Set-Cookie", "sid="+o.issueAccessLocked()+"; Path=/; Secure; HttpOnly")
+	rp.set("Set-Cookie", "sid="+o.issueAccessLocked(nil)+"; Path=/; Secure; HttpOnly")
 	return rp
 }

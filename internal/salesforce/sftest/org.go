@@ -76,6 +76,12 @@ type Org struct {
 	activating       bool   // a sandbox whose copy is done but whose user cannot log in yet
 	sandboxInfoID    string // a sandbox's SandboxInfo and SandboxProcess ids
 	sandboxProcessID string
+
+	reuseDetection    bool // SetReuseDetection
+	concurrentRefusal bool // SetConcurrentRefreshRefusal
+	spentPresented    int  // SpentTokensPresented; never reset
+	concurrentRefused int  // ConcurrentRefreshesRefused; never reset
+	chainsRevoked     int  // ChainsRevoked; never reset
 }
 
 // AddOrg creates an org with one valid refresh token (see AuthURL).
@@ -129,12 +135,13 @@ func (s *Server) AddOrg(spec OrgSpec) *Org {
 		spec.SandboxName = sandboxName(spec.Name)
 	}
 	o := &Org{s: s, spec: spec, orgID: newID("00D"), userID: newID("005"), valid: map[string]bool{},
-		password: randomToken(12), sandboxInfoID: newID("0GQ"), sandboxProcessID: newID("0GR")}
+		password: randomToken(12), sandboxInfoID: newID("0GQ"), sandboxProcessID: newID("0GR"),
+		reuseDetection: s.strictRotation, concurrentRefusal: s.strictRotation}
 	s.issued = append(s.issued, o.password)
 	if spec.ClientSecret != "" {
 		s.issued = append(s.issued, spec.ClientSecret)
 	}
-	o.newRefreshTokenLocked()
+	o.newRefreshTokenLocked(nil)
 	s.orgs = append(s.orgs, o)
 	return o
 }
@@ -194,23 +201,6 @@ func idSuffix(id15 string) string {
 	return string(out)
 }
 
-func (o *Org) newRefreshTokenLocked() string {
-	t := randomToken(48)
-	o.s.issued = append(o.s.issued, t)
-	o.current = t
-	o.currentIssued = time.Now()
-	o.valid[t] = true
-	o.s.refresh[t] = o
-	return t
-}
-
-func (o *Org) issueAccessLocked() string {
-	t := randomToken(48)
-	o.s.issued = append(o.s.issued, t)
-	o.s.access[t] = &accessGrant{org: o, epoch: o.epoch}
-	return t
-}
-
 // Spec is the org's spec with defaults filled in.
 func (o *Org) Spec() OrgSpec { return o.spec }
 
@@ -244,10 +234,11 @@ func (o *Org) AuthURL() string {
 }
 
 // Reauthorize issues a new refresh token, as logging in again would, and returns the new
-// AuthURL. Older refresh tokens stay as they were.
+// AuthURL. Older refresh tokens stay as they were: the new one starts a credential chain of its
+// own, which a replay in another chain does not revoke.
 func (o *Org) Reauthorize() string {
 	o.s.mu.Lock()
-	o.newRefreshTokenLocked()
+	o.newRefreshTokenLocked(nil)
 	o.s.mu.Unlock()
 	return o.AuthURL()
 }
@@ -274,7 +265,9 @@ func (o *Org) RevokeRefreshTokens() {
 }
 
 // SetRotateRefreshTokens turns refresh-token rotation on or off: when on, every refresh answer
-// carries a new refresh_token and the one used is dead.
+// carries a new refresh_token, the next of the same credential chain, and the one used is spent.
+// While it is on, Salesforce's rules for one-time-use tokens apply too (see SetReuseDetection and
+// SetConcurrentRefreshRefusal).
 func (o *Org) SetRotateRefreshTokens(on bool) {
 	o.locked(func() {
 		o.rotate = on
@@ -296,7 +289,7 @@ func (o *Org) RefreshSandbox() {
 		o.epoch++
 		o.valid = map[string]bool{}
 		o.apiUsed = 0
-		o.newRefreshTokenLocked()
+		o.newRefreshTokenLocked(nil)
 	})
 }
 

@@ -1,10 +1,28 @@
 // Package sftest is a fake Salesforce shared by the tests, the benchmarks, the controllers'
 // envtest suite and the local demo: one real HTTPS server on loopback that serves many orgs at
 // once and answers as Salesforce does (status codes, JSON shapes, the Sforce-Limit-Info header,
-// daily API consumption), as written down in shared/salesforce-protocol.md. Knobs make an org
+// daily API consumption), as written down in docs/salesforce-protocol.md. Knobs make an org
 // fail the ways real orgs fail (revoked or rotated refresh tokens, expired sessions, sandbox
 // refresh, deletion, rate limits, API disabled, inactive user) and make the server itself fail
 // (5xx, HTML, slow, dropped connections, redirects).
+//
+// The fake is at least as strict as Salesforce: where Salesforce punishes a misuse, the fake
+// punishes it the same way and counts it, so that a test can assert it never happened. With
+// refresh-token rotation on (Org.SetRotateRefreshTokens), it enforces both of Salesforce's
+// rules for one-time-use refresh tokens:
+//   - reuse detection: presenting a spent refresh token (one a successful refresh rotated away)
+//     revokes its credential chain, the chain's current refresh token and every access token
+//     issued from it, and answers invalid_grant "expired access/refresh token"
+//     (Org.SetReuseDetection; counted by Org.SpentTokensPresented and Org.ChainsRevoked);
+//   - concurrent refresh refusal: a refresh presenting a token that another request is still
+//     refreshing is refused with invalid_grant "token request is already being processed",
+//     and spends nothing (Org.SetConcurrentRefreshRefusal; counted by
+//     Org.ConcurrentRefreshesRefused).
+//
+// A chain is one login's line of refresh tokens: each fresh grant (AddOrg's token, Reauthorize,
+// an authorization_code exchange, RefreshSandbox) starts one, each rotation moves it on. Both
+// rules are on by default (Server.SetDefaultStrictRotation) and only act while the org rotates.
+// Their counters survive ResetCalls: they cover the server's whole life.
 //
 // All orgs share one host (127.0.0.1:port); the fake tells them apart by refresh token, access
 // token, authorization code or JWT issuer. Tokens are random (crypto/rand) and use base64url
@@ -70,8 +88,9 @@ type Server struct {
 
 	mu       sync.Mutex
 	orgs     []*Org
-	refresh  map[string]*Org // every refresh token ever issued
+	refresh  map[string]*refreshGrant // every refresh token ever issued
 	access   map[string]*accessGrant
+	inflight map[string]int       // refresh tokens of refresh_token grants accepted and not yet answered
 	codes    map[string]*authCode // unused authorization codes
 	otps     map[string]*Org      // unused frontdoor links (singleaccess)
 	broken   map[string]FailMode  // FailEndpoint
@@ -87,11 +106,19 @@ type Server struct {
 	latency    time.Duration // SetLatency
 	logging    bool          // StartCallLog
 	log        []Call
+
+	strictRotation bool // SetDefaultStrictRotation: the rules' default for orgs added later
 }
 
 type accessGrant struct {
 	org   *Org
-	epoch int // dead once the org's epoch moves on
+	epoch int    // dead once the org's epoch moves on
+	chain *chain // the credential chain it was issued from (nil: JWT or frontdoor); dead once it is revoked
+}
+
+// liveLocked says whether the access token still opens a session (its org's deletion aside).
+func (g *accessGrant) liveLocked() bool {
+	return g.epoch == g.org.epoch && (g.chain == nil || !g.chain.revoked)
 }
 
 // NewServer starts a fake Salesforce on 127.0.0.1 (a free port) and closes it when t ends.
@@ -135,18 +162,21 @@ func NewAdvertisedServer(addr, advertise string, dnsNames ...string) (*Server, e
 		return nil, err
 	}
 	s := &Server{
-		caPEM:   caPEM,
-		pool:    x509.NewCertPool(),
-		done:    make(chan struct{}),
-		refresh: map[string]*Org{},
-		access:  map[string]*accessGrant{},
-		codes:   map[string]*authCode{},
-		otps:    map[string]*Org{},
-		broken:  map[string]FailMode{},
-		apps:    map[string]*Org{},
-		calls:   map[string]int{},
-		perOrg:  map[*Org]int{},
-		slow:    5 * time.Second,
+		caPEM:    caPEM,
+		pool:     x509.NewCertPool(),
+		done:     make(chan struct{}),
+		refresh:  map[string]*refreshGrant{},
+		access:   map[string]*accessGrant{},
+		inflight: map[string]int{},
+		codes:    map[string]*authCode{},
+		otps:     map[string]*Org{},
+		broken:   map[string]FailMode{},
+		apps:     map[string]*Org{},
+		calls:    map[string]int{},
+		perOrg:   map[*Org]int{},
+		slow:     5 * time.Second,
+
+		strictRotation: true,
 	}
 	s.pool.AppendCertsFromPEM(caPEM)
 	ts := httptest.NewUnstartedServer(s)
@@ -243,7 +273,10 @@ func (s *Server) IssuedSecrets() []string {
 	return append([]string(nil), s.issued...)
 }
 
-// ResetCalls zeroes every call counter.
+// ResetCalls zeroes every call counter: Calls, TotalCalls and CallsFor. It leaves the misuse
+// counters alone (SpentTokensPresented, ConcurrentRefreshesRefused, ChainsRevoked, of the server
+// and of each org): they count over the server's whole life, so that a test can assert that a
+// misuse never happened during a run however often the call counters were reset.
 func (s *Server) ResetCalls() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -268,6 +301,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	o := s.attributeLocked(r, ep)
 	defer s.logCall(ep, o, start)
+	// A refresh is in flight from now (before any injected wait) until its answer is computed;
+	// the deferred release covers every path that computes none (failures, a client that gave up).
+	held, concurrent := s.holdLocked(r, ep)
+	defer func() {
+		if held != "" {
+			s.mu.Lock()
+			s.releaseLocked(held)
+			s.mu.Unlock()
+		}
+	}()
 	if o != nil {
 		s.perOrg[o]++
 	}
@@ -317,7 +360,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
-	rp := s.routeLocked(r, ep, body)
+	rp := s.routeLocked(r, ep, body, concurrent)
+	s.releaseLocked(held)
+	held = ""
 	s.mu.Unlock()
 	rp.write(w)
 }
