@@ -28,12 +28,12 @@ import (
 // the admission webhook, which can be bypassed.
 const OrgFinalizer = "salesforce.sfops.io/in-use-protection"
 
-// Checker is the part of the Salesforce client the org reconciler uses.
+// Checker is the part of the Salesforce client the org reconciler uses. Every use of a stored
+// credential goes through its chain (salesforce.Chain), the one owner of its refresh token.
 type Checker interface {
-	CheckWith(ctx context.Context, cred salesforce.Credential, persist salesforce.Persist) (*salesforce.CheckResult, error)
-	CheckHeld(ctx context.Context, cred salesforce.Credential) (res *salesforce.CheckResult, held bool, err error)
-	AuthorizeSandbox(ctx context.Context, prod salesforce.Credential, prodPersist salesforce.Persist, sandboxName string) (*salesforce.SandboxAuthorization, error)
-	Forget(cred salesforce.Credential)
+	CheckChain(ctx context.Context, ch salesforce.Chain, storedVersion string) (*salesforce.CheckResult, error)
+	AuthorizeSandbox(ctx context.Context, prod salesforce.Chain, storedVersion, sandboxName string) (*salesforce.SandboxAuthorization, error)
+	Forget(chainID string)
 }
 
 // SalesforceOrgReconciler keeps a SalesforceOrg's status true: it validates the credential,
@@ -90,13 +90,8 @@ type orgMemory struct {
 	// held is the last check's clock and API headroom when the status policy held them back
 	// (see holdBack): the next check is scheduled from them, not from the older status.
 	held *heldCheck
-	// lastCred is the credential last used, so that it can be forgotten when the org goes, and
-	// so that a check of an unchanged Secret can reuse its access token without reading the
-	// Secret; lastCredVersion is the Secret version it was read from (or written to).
-	lastCred        salesforce.Credential
-	lastCredVersion string
-	// probedSecretVersion is the auth Secret version whose writability was last probed.
-	probedSecretVersion string
+	// chainID is the org's credential chain in the Salesforce client, forgotten when the org goes.
+	chainID string
 	// deferredDeletion is the deletion request last announced by an event.
 	deferredDeletion string
 }
@@ -122,10 +117,8 @@ type orgScope struct {
 	checked bool
 	// secret is the auth Secret as this reconcile last read or wrote it.
 	secret *corev1.Secret
-	// prod is a sandboxOf org's production org, Active and Connected; prodScope the scope its
-	// credential was read in (for writing back a rotation of it).
-	prod      *sfv1.SalesforceOrg
-	prodScope *orgScope
+	// prod is a sandboxOf org's production org, Active and Connected.
+	prod *sfv1.SalesforceOrg
 	// writtenSecretVersion is the auth Secret's version after this reconcile wrote it.
 	writtenSecretVersion string
 }
@@ -315,32 +308,10 @@ func (r *SalesforceOrgReconciler) phases(ctx context.Context, sc *orgScope) (sum
 	if wait := r.dueIn(sc.org, secretVersion, sc.checkedBefore, time.Now()); wait > 0 {
 		return r.summarise(ctx, sc, wait)
 	}
-	if cred := r.heldCredential(sc, secretVersion); cred != nil {
-		// The Secret is the version already checked and the client holds a live access token
-		// for it: check with that, without reading the Secret. A refresh reads it afresh below.
-		now := time.Now()
-		checkCtx, cancel := context.WithTimeout(ctx, r.checkTimeout())
-		res, held, err := r.Salesforce.CheckHeld(checkCtx, cred)
-		cancel()
-		if held {
-			return r.checked(ctx, sc, res, err, now, secretVersion)
-		}
-	}
-	cred, secret, err := r.credential(ctx, sc)
-	if err != nil && isCheckError(err) {
-		// Authorising a sandbox through its production org called Salesforce, and failed.
-		sc.checked = true
-		sc.org.Status.LastCheckTime = &metav1.Time{Time: time.Now()}
-		return r.checkFailed(ctx, sc, err)
-	}
-	if err != nil {
+	if err := r.chainOwner(ctx, sc); err != nil {
 		return summary{}, 0, err
 	}
-	if secret.ResourceVersion != secretVersion && r.dueIn(sc.org, secret.ResourceVersion, true, time.Now()) > 0 {
-		// The cache lagged behind the Secret: the version it has was already checked.
-		return r.summarise(ctx, sc, r.nextCheckIn(sc.org, time.Now()))
-	}
-	return r.check(ctx, sc, cred, secret.ResourceVersion)
+	return r.check(ctx, sc, secretVersion)
 }
 
 // usage writes status.usedBy and stageCount from the stage index, and keeps the stages that hold the org.
@@ -378,8 +349,8 @@ func (r *SalesforceOrgReconciler) deletion(ctx context.Context, sc *orgScope) (s
 			"Deletion waits: sandboxes %s are authorised through this org (spec.sandboxOf). Delete them, or give them another credential source.",
 			strings.Join(sandboxes, ", "))
 	}
-	if sc.mem.lastCred != nil {
-		r.Salesforce.Forget(sc.mem.lastCred)
+	if sc.mem.chainID != "" {
+		r.Salesforce.Forget(sc.mem.chainID)
 	}
 	r.memory.Delete(sc.org.UID)
 	forgetOrgMetrics(sc.org.Namespace, sc.org.Name)
@@ -536,9 +507,6 @@ func secretNotFoundMessage(org *sfv1.SalesforceOrg) string {
 func (r *SalesforceOrgReconciler) credential(ctx context.Context, sc *orgScope) (salesforce.Credential, *corev1.Secret, error) {
 	org := sc.org
 	name := org.CredentialSecret()
-	if org.Source() == sfv1.CredentialSourceSandboxOf {
-		return r.sandboxCredential(ctx, sc, false)
-	}
 	secret := &corev1.Secret{}
 	if err := r.APIReader.Get(quiet(ctx), types.NamespacedName{Namespace: org.Namespace, Name: name}, secret); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -571,7 +539,9 @@ func (r *SalesforceOrgReconciler) credential(ctx context.Context, sc *orgScope) 
 	if cred, err = r.restoreReverted(ctx, sc, cred); err != nil {
 		return nil, nil, err
 	}
-	r.probeWritable(ctx, sc, sc.secret)
+	if externalManager(sc.secret, sc.org) != "" {
+		r.noteWritable(ctx, sc, sc.secret, nil)
+	}
 	return cred, sc.secret, nil
 }
 
@@ -624,46 +594,38 @@ func (r *SalesforceOrgReconciler) credentialFailed(ctx context.Context, sc *orgS
 	return stall(r.interval(org), reason, "%s", msg)
 }
 
-// check calls Salesforce (the client persists a rotation before it uses the new token) and
-// records the outcome.
-func (r *SalesforceOrgReconciler) check(ctx context.Context, sc *orgScope, cred salesforce.Credential, secretVersion string) (summary, time.Duration, error) {
+// check calls Salesforce through the org's credential chain (the client re-reads the Secret
+// before any exchange, claims it, and persists a rotation before it uses the new token) and
+// records the outcome. A sandbox whose own token is rejected (a sandbox refresh killed it) is
+// authorised again through its production org.
+func (r *SalesforceOrgReconciler) check(ctx context.Context, sc *orgScope, secretVersion string) (summary, time.Duration, error) {
 	now := time.Now()
-	sc.mem.lastCred = cred
-	var persist salesforce.Persist
-	if a, ok := cred.(salesforce.AuthURL); ok {
-		persist = r.persistFor(sc, a) // only refresh tokens rotate
-	}
-	checkCtx, cancel := context.WithTimeout(ctx, r.checkTimeout())
-	res, err := r.Salesforce.CheckWith(checkCtx, cred, persist)
-	cancel()
+	ch := r.chainFor(sc)
+	sc.mem.chainID = ch.ChainID()
+	res, err := r.checkChain(ctx, ch, secretVersion)
 	if sc.prod != nil && salesforce.ReasonOf(err) == salesforce.ReasonCredentialRejected {
-		// A sandbox refresh killed the sandbox's tokens: authorise it again through production.
-		if cred, _, err = r.sandboxCredential(ctx, sc, true); err == nil {
-			sc.mem.lastCred = cred
-			persist = nil
-			if a, ok := cred.(salesforce.AuthURL); ok {
-				persist = r.persistFor(sc, a)
-			}
-			checkCtx, cancel := context.WithTimeout(ctx, r.checkTimeout())
-			res, err = r.Salesforce.CheckWith(checkCtx, cred, persist)
-			cancel()
-		} else if !isCheckError(err) {
-			return summary{}, 0, err
+		if _, _, err = r.deriveSandboxCredential(ctx, sc); err == nil {
+			ch = r.chainFor(sc)
+			res, err = r.checkChain(ctx, ch, sc.writtenSecretVersion)
 		}
+	}
+	var pe *salesforce.ProductionError
+	if errors.As(err, &pe) {
+		return r.productionFailed(ctx, sc, pe.Err, now)
+	}
+	if err != nil && !isCheckError(err) {
+		return summary{}, 0, err // the chain's own outcome (a Secret problem): status says it already
+	}
+	if ch.version != "" {
+		secretVersion = ch.version
 	}
 	return r.checked(ctx, sc, res, err, now, secretVersion)
 }
 
-// heldCredential is the credential of the org's last check when a check may reuse the client's
-// access token for it: the auth Secret (an auth URL or a JWT key of the org's own) is still the
-// version that credential came from, and that version was checked. Else nil: read the Secret.
-func (r *SalesforceOrgReconciler) heldCredential(sc *orgScope, secretVersion string) salesforce.Credential {
-	m := sc.mem
-	if m.lastCred == nil || sc.org.Source() == sfv1.CredentialSourceSandboxOf || secretVersion == "" ||
-		m.lastCredVersion != secretVersion || sc.org.Status.CheckedSecretVersion != secretVersion {
-		return nil
-	}
-	return m.lastCred
+func (r *SalesforceOrgReconciler) checkChain(ctx context.Context, ch *orgChain, storedVersion string) (*salesforce.CheckResult, error) {
+	checkCtx, cancel := context.WithTimeout(ctx, r.checkTimeout())
+	defer cancel()
+	return r.Salesforce.CheckChain(checkCtx, ch, storedVersion)
 }
 
 // checked records the outcome of a check that started at now, of the Secret at secretVersion.
@@ -673,13 +635,6 @@ func (r *SalesforceOrgReconciler) checked(ctx context.Context, sc *orgScope, res
 	sc.checked = true
 	org.Status.LastCheckTime = &metav1.Time{Time: now}
 	org.Status.CheckedSecretVersion = secretVersion
-	if sc.writtenSecretVersion != "" {
-		org.Status.CheckedSecretVersion = sc.writtenSecretVersion
-	}
-	if res != nil && res.RotatedAuthURL != nil && salesforce.ReasonOf(err) != salesforce.ReasonSecretUpdateFailed {
-		sc.mem.lastCred = *res.RotatedAuthURL
-	}
-	sc.mem.lastCredVersion = org.Status.CheckedSecretVersion
 	if err != nil {
 		return r.checkFailed(ctx, sc, err)
 	}

@@ -30,46 +30,57 @@ const testAuthURL = "force://PlatformCLI::5Aep861testtoken@acme.my.salesforce.co
 type fakeChecker struct {
 	mu    sync.Mutex
 	calls int
-	// holds: CheckHeld has an access token for any credential it was given by CheckWith.
+	// holds: a chain checked once keeps an access token: a later check with the stored version
+	// it came from uses it without loading the chain (heldCalls counts those).
 	holds     bool
 	heldCalls int
+	held      map[string]string // chain ID → version its token came from
 	facts     salesforce.OrgFacts
 	err       error
 	rotate    *salesforce.AuthURL
 }
 
-func (f *fakeChecker) CheckWith(ctx context.Context, _ salesforce.Credential, persist salesforce.Persist) (*salesforce.CheckResult, error) {
+// CheckChain is the client's chain contract in small: the held token when the stored version is
+// the one it came from, else Load, Claim for a refresh token, Persist a rotation, then check.
+func (f *fakeChecker) CheckChain(ctx context.Context, ch salesforce.Chain, storedVersion string) (*salesforce.CheckResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls++
-	if f.rotate != nil {
-		if err := persist(ctx, *f.rotate); err != nil {
+	if v, ok := f.held[ch.ChainID()]; ok && f.holds && storedVersion != "" && v == storedVersion {
+		f.heldCalls++
+		if f.err != nil {
+			return nil, f.err
+		}
+		return &salesforce.CheckResult{Facts: f.facts}, nil
+	}
+	cred, err := ch.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a, isURL := cred.(salesforce.AuthURL)
+	if isURL {
+		if _, err := ch.Claim(ctx, a, salesforce.RotationUnknown); err != nil {
 			return nil, err
+		}
+	}
+	f.calls++
+	if f.rotate != nil && isURL {
+		if err := ch.Persist(ctx, a, *f.rotate); err != nil {
+			return nil, &salesforce.Error{Reason: salesforce.ReasonSecretUpdateFailed, Retryable: true, Message: err.Error()}
 		}
 	}
 	if f.err != nil {
 		return nil, f.err
 	}
+	if f.held == nil {
+		f.held = map[string]string{}
+	}
+	f.held[ch.ChainID()] = ch.Version()
 	return &salesforce.CheckResult{Facts: f.facts}, nil
 }
 
-// CheckHeld holds no access token unless holds is set: then it checks as CheckWith does.
-func (f *fakeChecker) CheckHeld(context.Context, salesforce.Credential) (*salesforce.CheckResult, bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if !f.holds {
-		return nil, false, nil
-	}
-	f.heldCalls++
-	if f.err != nil {
-		return nil, true, f.err
-	}
-	return &salesforce.CheckResult{Facts: f.facts}, true, nil
-}
+func (f *fakeChecker) Forget(string) {}
 
-func (f *fakeChecker) Forget(salesforce.Credential) {}
-
-func (f *fakeChecker) AuthorizeSandbox(context.Context, salesforce.Credential, salesforce.Persist, string) (*salesforce.SandboxAuthorization, error) {
+func (f *fakeChecker) AuthorizeSandbox(context.Context, salesforce.Chain, string, string) (*salesforce.SandboxAuthorization, error) {
 	return nil, errors.New("not in these tests")
 }
 

@@ -76,7 +76,8 @@ func (l *requestLog) since(mark int, ns string) []string {
 
 // A re-check of an org whose Secret did not change costs the API server one status write (the
 // request's echo in lastHandledReconcileAt) and no Secret read; a refresh of the access token
-// reads the Secret, live, once.
+// reads the Secret, live, once, and claims it (one write, which also proves a rotated token could
+// be saved) before the refresh token is exchanged.
 func TestRecheckAPIRequests(t *testing.T) {
 	ns := newNamespace(t)
 	fo, _ := connectedOrg(t, ns, "quiet", sftest.Production, sfv1.OrgTypeProduction)
@@ -96,7 +97,7 @@ func TestRecheckAPIRequests(t *testing.T) {
 	fo.ExpireAccessTokens()
 	mark, calls := mgrRequests.mark(), fakeSF.CallsFor(fo)
 	waitHandled(t, ns, "quiet", requestCheck(t, ns, "quiet"))
-	want = []string{"GET secrets", "PATCH salesforceorgs/status"}
+	want = []string{"GET secrets", "PATCH salesforceorgs/status", "PUT secrets"}
 	if got := mgrRequests.since(mark, ns); !slices.Equal(got, want) {
 		t.Errorf("a re-check that refreshed the access token sent %q to the API server, want %q", got, want)
 	}

@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	k8sretry "k8s.io/client-go/util/retry"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -29,8 +28,9 @@ import (
 //     used for anything (salesforce.Client.CheckWith). persist writes the new auth URL into the
 //     org's Secret; if that fails, the check stops there and the client offers the same rotation
 //     to persist first on every later attempt.
-//  2. persist then records the rotation in the org's rotation record, a Secret the operator owns
-//     (`<org>-rotation`, owned by the org): the newest auth URL and hashes of the dead ones it
+//  2. persist then records the rotation in the org's rotation record, a Secret the operator
+//     creates and owns (`<org>-rotation-<start of the org's UID>`, owned by the org; a Secret of
+//     that name that the org does not control is never touched): the newest auth URL and hashes of the dead ones it
 //     replaced. When something else (a GitOps tool, External Secrets) writes a dead value back into
 //     the auth Secret, the record tells it apart from a new credential a person put there, and the
 //     operator restores the newest one: while alive and after a restart alike.
@@ -49,8 +49,24 @@ const (
 	rotationRecordsKept = 8
 )
 
-// rotationRecordName is the name of the org's rotation record Secret.
+// rotationRecordName is the org's rotation record: the org's name and the start of its UID, so
+// that no Secret that existed before the org can be it. A Secret of that name that the org does
+// not control is never read or written (SecretNameTaken).
 func rotationRecordName(org *sfv1.SalesforceOrg) string {
+	uid := strings.ReplaceAll(string(org.UID), "-", "")
+	if len(uid) > 8 {
+		uid = uid[:8]
+	}
+	name := org.Name
+	if len(name) > 230 {
+		name = name[:230]
+	}
+	return name + "-rotation-" + uid
+}
+
+// legacyRotationRecordName is where earlier versions kept the record; it is still used when the
+// org controls the Secret of that name, and never otherwise.
+func legacyRotationRecordName(org *sfv1.SalesforceOrg) string {
 	name := org.Name + "-rotation"
 	if len(name) > 253 {
 		sum := sha256.Sum256([]byte(org.Name))
@@ -72,6 +88,8 @@ func quiet(ctx context.Context) context.Context {
 
 // rotationRecord is the parsed record; nil when the org has none.
 type rotationRecord struct {
+	name     string
+	taken    bool // a Secret of the record's name exists and is not the org's
 	newest   salesforce.AuthURL
 	replaced []string
 }
@@ -80,24 +98,38 @@ func (rec *rotationRecord) isDead(a salesforce.AuthURL) bool {
 	return rec != nil && slices.Contains(rec.replaced, hashOf(a))
 }
 
-// loadRotationRecord reads the org's rotation record, if the metadata cache says it exists.
-func (r *SalesforceOrgReconciler) loadRotationRecord(ctx context.Context, org *sfv1.SalesforceOrg) (*rotationRecord, error) {
-	key := types.NamespacedName{Namespace: org.Namespace, Name: rotationRecordName(org)}
-	if exists, err := r.secretExists(ctx, key); err != nil || !exists {
-		return nil, err
+// loadRotationRecord reads the org's rotation record, if it has one: the Secret of its name (or the
+// legacy name) that the org controls. taken reports a Secret of the record's name that is not
+// the org's.
+func (r *SalesforceOrgReconciler) loadRotationRecord(ctx context.Context, org *sfv1.SalesforceOrg) (rec *rotationRecord, err error) {
+	for _, name := range []string{rotationRecordName(org), legacyRotationRecordName(org)} {
+		key := types.NamespacedName{Namespace: org.Namespace, Name: name}
+		if exists, err := r.secretExists(ctx, key); err != nil || !exists {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		s := &corev1.Secret{}
+		if err := r.APIReader.Get(quiet(ctx), key, s); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return nil, err
+		}
+		if !metav1.IsControlledBy(s, org) {
+			if name == rotationRecordName(org) {
+				return &rotationRecord{name: name, taken: true}, nil
+			}
+			continue // not ours: never trust a record the operator did not write for this org
+		}
+		rec := &rotationRecord{name: name}
+		if u, err := salesforce.ParseAuthURL(string(s.Data[rotationRecordKey])); err == nil {
+			rec.newest, rec.replaced = u, strings.Fields(string(s.Data[rotationReplacedKey]))
+		}
+		return rec, nil
 	}
-	s := &corev1.Secret{}
-	if err := r.APIReader.Get(quiet(ctx), key, s); err != nil {
-		return nil, client.IgnoreNotFound(err)
-	}
-	if !metav1.IsControlledBy(s, org) {
-		return nil, nil // not ours: never trust a record the operator did not write for this org
-	}
-	u, err := salesforce.ParseAuthURL(string(s.Data[rotationRecordKey]))
-	if err != nil {
-		return nil, nil
-	}
-	return &rotationRecord{newest: u, replaced: strings.Fields(string(s.Data[rotationReplacedKey]))}, nil
+	return nil, nil
 }
 
 // restoreReverted is the rotation phase before a check: when the auth Secret holds a value that
@@ -110,11 +142,10 @@ func (r *SalesforceOrgReconciler) restoreReverted(ctx context.Context, sc *orgSc
 	if err != nil {
 		return cred, unhandled(err, "Reading the rotation record of the org failed")
 	}
-	if rec == nil || cred == rec.newest || !rec.isDead(cred) {
+	if rec == nil || rec.taken || cred == rec.newest || !rec.isDead(cred) {
 		return cred, nil
 	}
-	msg := fmt.Sprintf("Secret %q was overwritten with a refresh token that Salesforce had already rotated away; the operator restored the current one. If a tool (External Secrets, Argo CD, Flux) manages this Secret, turn off refresh-token rotation on the connected app, or let the operator own the Secret.",
-		sc.org.CredentialSecret())
+	msg := revertedMessage(sc.org)
 	if err := r.writeAuthSecret(ctx, sc, rec.newest, func(cur salesforce.AuthURL, ok bool) bool { return ok && rec.isDead(cur) }); err != nil {
 		return cred, retry(r.retryBase(), sfv1.ReasonSecretUpdateFailed,
 			"Secret %q holds a refresh token that Salesforce already rotated away, and restoring the current one failed (%s). Check the operator's RBAC for update on secrets.",
@@ -124,40 +155,55 @@ func (r *SalesforceOrgReconciler) restoreReverted(ctx context.Context, sc *orgSc
 	return rec.newest, nil
 }
 
-// persistFor is the salesforce.Persist of one check of the org: write the rotated auth URL into
-// the auth Secret (unless a person replaced it meanwhile), then into the rotation record. The
-// first write goes straight to the Secret as this reconcile read it (one API call: the window in
-// which a killed process could lose the new token), re-reading only on a conflict.
-func (r *SalesforceOrgReconciler) persistFor(sc *orgScope, old salesforce.AuthURL) salesforce.Persist {
-	return func(ctx context.Context, rotated salesforce.AuthURL) error {
-		var rec *rotationRecord
-		recLoaded := false
-		err := r.writeAuthSecret(ctx, sc, rotated, func(cur salesforce.AuthURL, ok bool) bool {
-			if ok && cur == old {
-				return true
-			}
-			if !recLoaded {
-				rec, _ = r.loadRotationRecord(ctx, sc.org)
-				recLoaded = true
-			}
-			return ok && rec.isDead(cur)
-		})
-		if err != nil {
-			return fmt.Errorf("writing it back to Secret %q failed (%s); the operator keeps it in memory and retries before anything else. Check the operator's RBAC for update on secrets",
-				sc.org.CredentialSecret(), apierrors.ReasonForError(err))
+func revertedMessage(org *sfv1.SalesforceOrg) string {
+	return fmt.Sprintf("Secret %q was overwritten with a refresh token that Salesforce had already rotated away; the operator restored the current one. If a tool (External Secrets, Argo CD, Flux) manages this Secret, turn off refresh-token rotation on the connected app, or let the operator own the Secret.",
+		org.CredentialSecret())
+}
+
+// persistRotation saves a rotation of the org's chain: the rotated auth URL into the auth Secret
+// (unless a person replaced it meanwhile), ending the exchange claim in the same write, then into
+// the rotation record. The first write goes straight to the Secret as this reconcile last read or
+// wrote it (one API call: the window in which a killed process could lose the new token),
+// re-reading only on a conflict.
+// restore says that old is a value the chain rotated away earlier, which a tool wrote back.
+func (r *SalesforceOrgReconciler) persistRotation(ctx context.Context, sc *orgScope, old, rotated salesforce.AuthURL, restore bool) error {
+	var rec *rotationRecord
+	recLoaded := false
+	err := r.writeAuthSecret(ctx, sc, rotated, func(cur salesforce.AuthURL, ok bool) bool {
+		if ok && cur == old {
+			return true
 		}
 		if !recLoaded {
 			rec, _ = r.loadRotationRecord(ctx, sc.org)
+			recLoaded = true
 		}
-		if err := r.writeRotationRecord(ctx, sc.org, rotated, old, rec); err != nil {
-			// The auth Secret holds the new token, which is what matters; only revert protection is missing.
-			log.FromContext(ctx).Info("the rotation record could not be written; a revert of the Secret cannot be undone after a restart",
-				"reason", apierrors.ReasonForError(err))
+		return ok && rec.isDead(cur)
+	})
+	if err != nil {
+		why := "writing it back failed (" + string(apierrors.ReasonForError(err)) + ")"
+		if sc.secret != nil && refusedWrite(err) {
+			why = writeRefusal(sc.secret, err, rotated)
 		}
-		r.Notify.normal(ctx, sc.org, sfv1.ReasonCredentialRotated, "PersistRotation",
-			"Salesforce rotated the refresh token; the new one was saved to Secret %q.", sc.org.CredentialSecret())
+		return fmt.Errorf("%s; the operator keeps it in memory and retries before anything else. The org's credential is lost if the operator stops first: fix it now",
+			why)
+	}
+	if !recLoaded {
+		rec, _ = r.loadRotationRecord(ctx, sc.org)
+	}
+	if err := r.writeRotationRecord(ctx, sc.org, rotated, old, rec); rec != nil && rec.taken {
+		r.Notify.warning(ctx, sc.org, sfv1.ReasonSecretNameTaken, "PersistRotation", "%s.", sentence(err))
+	} else if err != nil {
+		// The auth Secret holds the new token, which is what matters; only revert protection is missing.
+		log.FromContext(ctx).Info("the rotation record could not be written; a revert of the Secret cannot be undone after a restart",
+			"reason", apierrors.ReasonForError(err))
+	}
+	if restore {
+		r.Notify.warning(ctx, sc.org, sfv1.ReasonCredentialReverted, "RestoreRotation", "%s", revertedMessage(sc.org))
 		return nil
 	}
+	r.Notify.normal(ctx, sc.org, sfv1.ReasonCredentialRotated, "PersistRotation",
+		"Salesforce rotated the refresh token; the new one was saved to Secret %q.", sc.org.CredentialSecret())
+	return nil
 }
 
 // writeAuthSecret writes a into the auth Secret's key when overwrite(current value) allows it,
@@ -178,17 +224,19 @@ func (r *SalesforceOrgReconciler) writeAuthSecret(ctx context.Context, sc *orgSc
 			return err
 		}
 		u, err := salesforce.ParseAuthURL(string(cur.Data[key]))
-		if err == nil && u == a {
+		_, claimed := cur.Annotations[ExchangeClaimAnnotation]
+		if err == nil && u == a && !claimed {
 			sc.writtenSecretVersion = cur.ResourceVersion
 			return nil
 		}
-		if !overwrite(u, err == nil) {
+		if (err != nil || u != a) && !overwrite(u, err == nil) {
 			return nil // replaced by a person: their credential wins
 		}
 		if cur.Data == nil {
 			cur.Data = map[string][]byte{}
 		}
 		cur.Data[key] = []byte(a.Reveal())
+		delete(cur.Annotations, ExchangeClaimAnnotation) // the exchange is over
 		if err := r.Update(qctx, cur); err != nil {
 			return err
 		}
@@ -199,7 +247,8 @@ func (r *SalesforceOrgReconciler) writeAuthSecret(ctx context.Context, sc *orgSc
 }
 
 // writeRotationRecord creates or updates the org's rotation record: the newest auth URL, and the
-// dead one it replaced in front of those the record already knew.
+// dead one it replaced in front of those the record already knew. A Secret of the record's name
+// that the org does not control is never written.
 func (r *SalesforceOrgReconciler) writeRotationRecord(ctx context.Context, org *sfv1.SalesforceOrg, newest, dead salesforce.AuthURL, rec *rotationRecord) error {
 	replaced := []string{hashOf(dead)}
 	if rec != nil {
@@ -209,59 +258,47 @@ func (r *SalesforceOrgReconciler) writeRotationRecord(ctx context.Context, org *
 			}
 		}
 	}
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: org.Namespace, Name: rotationRecordName(org)}}
-	_, err := controllerutil.CreateOrUpdate(quiet(ctx), r.Client, s, func() error {
-		if s.Labels == nil {
-			s.Labels = map[string]string{}
-		}
-		s.Labels["app.kubernetes.io/managed-by"] = "salesforce-operator"
-		s.Labels[sfv1.CredentialLabel] = "true"
-		s.Type = corev1.SecretTypeOpaque
-		s.Data = map[string][]byte{
-			rotationRecordKey:   []byte(newest.Reveal()),
-			rotationReplacedKey: []byte(strings.Join(replaced, "\n")),
-		}
-		return controllerutil.SetControllerReference(org, s, r.Scheme())
-	})
-	return err
+	data := map[string][]byte{
+		rotationRecordKey:   []byte(newest.Reveal()),
+		rotationReplacedKey: []byte(strings.Join(replaced, "\n")),
+	}
+	qctx := quiet(ctx)
+	if rec != nil && rec.taken {
+		return fmt.Errorf("Secret %q exists and is not the org's; the operator never takes over a Secret it did not create (%s): delete or rename it to get revert protection back",
+			rec.name, sfv1.ReasonSecretNameTaken)
+	}
+	if rec != nil {
+		return k8sretry.RetryOnConflict(k8sretry.DefaultRetry, func() error {
+			s := &corev1.Secret{}
+			if err := r.APIReader.Get(qctx, types.NamespacedName{Namespace: org.Namespace, Name: rec.name}, s); err != nil {
+				return err
+			}
+			if !metav1.IsControlledBy(s, org) {
+				return fmt.Errorf("Secret %q is not the org's rotation record", rec.name)
+			}
+			s.Data = data
+			return r.Update(qctx, s)
+		})
+	}
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: org.Namespace, Name: rotationRecordName(org), Labels: map[string]string{
+			"app.kubernetes.io/managed-by": "salesforce-operator",
+			sfv1.CredentialLabel:           "true",
+		}},
+		Type: corev1.SecretTypeOpaque,
+		Data: data,
+	}
+	if err := controllerutil.SetControllerReference(org, s, r.Scheme()); err != nil {
+		return err
+	}
+	return r.Create(qctx, s) // never an update of a Secret that exists: that is someone else's
 }
 
-// probeWritable sets the SecretWritable condition: can a rotated refresh token be saved to the
-// auth Secret? A dry-run update answers for RBAC and admission; owner references and the
-// well-known markers of External Secrets, Sealed Secrets, Argo CD and Flux say who would overwrite
-// it. Probed once per Secret version, before the first check of that version.
-func (r *SalesforceOrgReconciler) probeWritable(ctx context.Context, sc *orgScope, secret *corev1.Secret) {
-	if sc.mem.probedSecretVersion == secret.ResourceVersion {
-		return
-	}
-	status, reason, msg := metav1.ConditionTrue, sfv1.ReasonSecretWritable, fmt.Sprintf("A rotated refresh token can be saved to Secret %q.", secret.Name)
-	err := r.Update(quiet(ctx), secret.DeepCopy(), client.DryRunAll)
-	switch {
-	case apierrors.IsForbidden(err) || apierrors.IsInvalid(err):
-		status, reason = metav1.ConditionFalse, sfv1.ReasonSecretUpdateForbidden
-		msg = fmt.Sprintf("The operator may not update Secret %q (%s), so a refresh token that Salesforce rotates would be lost. Turn off refresh-token rotation on the connected app, or grant the operator update on the Secret.",
-			secret.Name, apierrors.ReasonForError(err))
-	case err != nil:
-		return // could not tell now; probe again next time
-	default:
-		if by := externalManager(secret); by != "" {
-			status, reason = metav1.ConditionFalse, sfv1.ReasonSecretManagedExternally
-			msg = fmt.Sprintf("Secret %q is managed by %s, which would overwrite a refresh token that Salesforce rotates with one it has already revoked (the operator restores it each time). Turn off refresh-token rotation on the connected app, or let the operator own the Secret.",
-				secret.Name, by)
-		}
-	}
-	sc.mem.probedSecretVersion = secret.ResourceVersion
-	prev := findCondition(sc.org.Status.Conditions, sfv1.ConditionSecretWritable)
-	setCondition(sc.org, sfv1.ConditionSecretWritable, status, reason, msg)
-	if status == metav1.ConditionFalse && (prev == nil || prev.Reason != reason) {
-		r.Notify.warning(ctx, sc.org, reason, "ProbeSecret", "%s", msg)
-	}
-}
-
-// externalManager names the controller that owns the Secret's content, or "".
-func externalManager(s *corev1.Secret) string {
+// externalManager names the controller that owns the Secret's content, or "": not the org
+// itself (a sandbox's credential Secret is the operator's own).
+func externalManager(s *corev1.Secret, org *sfv1.SalesforceOrg) string {
 	for _, ref := range s.OwnerReferences {
-		if ref.Controller != nil && *ref.Controller {
+		if ref.Controller != nil && *ref.Controller && ref.UID != org.UID {
 			return fmt.Sprintf("%s %q", ref.Kind, ref.Name)
 		}
 	}

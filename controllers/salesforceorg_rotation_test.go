@@ -23,6 +23,47 @@ func secretValue(t *testing.T, ns, name string) string {
 	return string(s.Data[sfv1.DefaultAuthSecretKey])
 }
 
+// rotationRecordOf reads the org's rotation record: <org>-rotation-<the first 8 hex digits of its UID>.
+func rotationRecordOf(t *testing.T, ns, org string) *corev1.Secret {
+	t.Helper()
+	uid := strings.ReplaceAll(string(getOrg(t, ns, org).UID), "-", "")[:8]
+	rec := &corev1.Secret{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: org + "-rotation-" + uid}, rec); err != nil {
+		t.Fatalf("no rotation record: %v", err)
+	}
+	return rec
+}
+
+// A Secret that happens to have the name older versions gave the rotation record (here, the
+// user's own auth Secret) is never taken over: no data replaced, no owner reference.
+func TestRotationRecordNeverTakesOverASecret(t *testing.T) {
+	ns := newNamespace(t)
+	fo := fakeSF.AddOrg(sftest.OrgSpec{Name: ns + "-own", Kind: sftest.Production})
+	putSecret(t, ns, "own-rotation", fo.AuthURL()) // the user's auth Secret, named as the legacy record
+	mustCreate(t, newOrg(ns, "own", sfv1.OrgTypeProduction, "own-rotation"))
+	waitOrgReady(t, ns, "own", metav1.ConditionTrue, sfv1.ReasonConnected)
+	fo.SetRotateRefreshTokens(true)
+	fo.ExpireAccessTokens()
+	waitHandled(t, ns, "own", requestCheck(t, ns, "own"))
+	eventually(t, "the Secret to hold the rotated refresh token", func() string {
+		if secretValue(t, ns, "own-rotation") != fo.AuthURL() {
+			return "the Secret holds an old refresh token"
+		}
+		return ""
+	})
+	s := &corev1.Secret{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "own-rotation"}, s); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.OwnerReferences) != 0 || len(s.Data) != 1 {
+		t.Fatalf("the user's Secret was taken over: owners %v, %d keys", s.OwnerReferences, len(s.Data))
+	}
+	rotationRecordOf(t, ns, "own")
+	if n := fo.SpentTokensPresented(); n != 0 {
+		t.Fatalf("%d spent refresh tokens presented", n)
+	}
+}
+
 // rotate forces a token refresh that rotates, and waits until the Secret holds the new URL.
 func rotate(t *testing.T, fo *sftest.Org, ns, name string) {
 	t.Helper()
@@ -44,10 +85,7 @@ func TestRevertedCredentialIsRestoredAndAPersonsWins(t *testing.T) {
 	original := fo.AuthURL()
 	fo.SetRotateRefreshTokens(true)
 	rotate(t, fo, ns, "rev")
-	rec := &corev1.Secret{}
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "rev-rotation"}, rec); err != nil {
-		t.Fatalf("no rotation record: %v", err)
-	}
+	rec := rotationRecordOf(t, ns, "rev")
 	if len(rec.OwnerReferences) != 1 || rec.OwnerReferences[0].Name != "rev" || rec.Labels[sfv1.CredentialLabel] != "true" {
 		t.Fatalf("the rotation record is not owned by the org or not labelled: %v %v", rec.OwnerReferences, rec.Labels)
 	}
@@ -113,13 +151,39 @@ func TestSecretNotWritableIsSaidBeforeARotation(t *testing.T) {
 		return ""
 	})
 	mustCreate(t, newOrg(ns, "ro", sfv1.OrgTypeProduction, "ro-auth"))
-	got := waitOrgReady(t, ns, "ro", metav1.ConditionTrue, sfv1.ReasonConnected)
+	// Nothing is exchanged that could not be saved: the org stalls before the token request,
+	// saying what refuses the write, and the credential stays alive.
+	got := waitOrgReady(t, ns, "ro", metav1.ConditionFalse, sfv1.ReasonSecretUpdateForbidden)
 	c := condition(got.Status.Conditions, sfv1.ConditionSecretWritable)
 	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != sfv1.ReasonSecretUpdateForbidden ||
-		!strings.Contains(c.Message, `Secret "ro-auth"`) || !strings.Contains(c.Message, "rotation") {
+		!strings.Contains(c.Message, `Secret "ro-auth"`) || !strings.Contains(c.Message, "admission policy") {
 		t.Fatalf("SecretWritable: %+v", c)
 	}
+	if s := condition(got.Status.Conditions, sfv1.ConditionStalled); s == nil || s.Status != metav1.ConditionTrue ||
+		!strings.Contains(s.Message, "read-only Secret") || strings.Contains(s.Message, "RBAC:") {
+		t.Fatalf("Stalled: %+v", s)
+	}
+	if n := fakeSF.CallsFor(fo); n != 0 {
+		t.Fatalf("%d Salesforce requests for a credential that could not be saved", n)
+	}
 	eventually(t, "a SecretUpdateForbidden warning", func() string { return findEvent(t, ns, "ro", "Warning", sfv1.ReasonSecretUpdateForbidden) })
+
+	// Fixed (the policy goes), a requested check connects with the credential that waited.
+	_ = k8s.Delete(ctx, binding)
+	_ = k8s.Delete(ctx, policy)
+	eventually(t, "the policy to allow updates", func() string {
+		s := &corev1.Secret{}
+		_ = k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "ro-auth"}, s)
+		if err := k8s.Update(ctx, s, client.DryRunAll); err != nil {
+			return "update refused"
+		}
+		return ""
+	})
+	requestCheck(t, ns, "ro")
+	got = waitOrgReady(t, ns, "ro", metav1.ConditionTrue, sfv1.ReasonConnected)
+	if c := condition(got.Status.Conditions, sfv1.ConditionSecretWritable); c == nil || c.Status != metav1.ConditionTrue {
+		t.Fatalf("SecretWritable once the policy is gone: %+v", c)
+	}
 
 	// A writable Secret says so too.
 	_, ok := connectedOrg(t, ns, "rw", sftest.Production, sfv1.OrgTypeProduction)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
@@ -21,7 +23,8 @@ import (
 // Secret the operator owns (<org>-sandbox-auth, owned by the org), and is derived again, without a
 // person, whenever Salesforce rejects it (a sandbox refresh kills the sandbox's tokens).
 
-// production finds a sandboxOf org's production org, which must be Active and Connected.
+// production finds a sandboxOf org's production org, which must be Active and Connected, and in
+// the same shard: only one process may exchange its refresh token.
 func (r *SalesforceOrgReconciler) production(ctx context.Context, sc *orgScope) error {
 	org := sc.org
 	if org.Source() != sfv1.CredentialSourceSandboxOf {
@@ -33,6 +36,9 @@ func (r *SalesforceOrgReconciler) production(ctx context.Context, sc *orgScope) 
 	if err := r.Get(ctx, types.NamespacedName{Namespace: org.Namespace, Name: name}, prod); err != nil {
 		if !apierrors.IsNotFound(err) {
 			return unhandled(err, "Reading the production org %q failed", name)
+		}
+		if err := r.shardOfProduction(ctx, sc, name); err != nil {
+			return err
 		}
 		why = "does not exist (yet)"
 	} else if !prod.IsActive() {
@@ -51,6 +57,36 @@ func (r *SalesforceOrgReconciler) production(ctx context.Context, sc *orgScope) 
 	return nil
 }
 
+// shardOfProduction tells a production org that is missing from a production org in another
+// shard (this manager's cache holds its own shard only): read live, by metadata.
+func (r *SalesforceOrgReconciler) shardOfProduction(ctx context.Context, sc *orgScope, name string) error {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(sfv1.GroupVersion.WithKind("SalesforceOrg"))
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: sc.org.Namespace, Name: name}, m)
+	if err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	mine, theirs := sc.org.Labels[sfv1.ShardLabel], m.GetLabels()[sfv1.ShardLabel]
+	if mine == theirs {
+		return nil // the cache has not seen it yet: its event wakes the sandbox
+	}
+	msg := fmt.Sprintf("The sandbox is in %s but its production org, SalesforceOrg %q, is in %s (label %s): only the production org's shard may exchange its refresh token. Label the sandbox %s=%s.",
+		shardName(mine), name, shardName(theirs), sfv1.ShardLabel, sfv1.ShardLabel, theirs)
+	if theirs == "" {
+		msg = fmt.Sprintf("The sandbox is in %s but its production org, SalesforceOrg %q, is in %s (label %s): only the production org's shard may exchange its refresh token. Remove the label from the sandbox (kubectl label sforg %s %s-).",
+			shardName(mine), name, shardName(theirs), sfv1.ShardLabel, sc.org.Name, sfv1.ShardLabel)
+	}
+	r.setDisconnected(ctx, sc.org, sfv1.ReasonShardMismatch, msg)
+	return stall(r.interval(sc.org), sfv1.ReasonShardMismatch, "%s", msg)
+}
+
+func shardName(v string) string {
+	if v == "" {
+		return "no shard (the unsharded manager)"
+	}
+	return fmt.Sprintf("shard %q", v)
+}
+
 // Keys of the Secret that holds a sandbox's credential: an auth URL when the production org uses
 // one; the sandbox user and login URL when it uses JWT (the key stays in production's Secret).
 const (
@@ -58,30 +94,40 @@ const (
 	sandboxLoginURLKey = "loginUrl"
 )
 
-// sandboxCredential reads the sandbox's credential from the Secret the operator owns, or derives
-// it through the production org when there is none or force is set.
-func (r *SalesforceOrgReconciler) sandboxCredential(ctx context.Context, sc *orgScope, force bool) (salesforce.Credential, *corev1.Secret, error) {
+// loadSandboxCredential is Load of a sandbox's chain: the credential in the Secret the operator
+// owns, derived through the production org when there is none.
+func (r *SalesforceOrgReconciler) loadSandboxCredential(ctx context.Context, ch *orgChain) (salesforce.Credential, error) {
+	sc := ch.sc
+	org := sc.org
+	secret := &corev1.Secret{}
+	err := r.APIReader.Get(quiet(ctx), ch.secret, secret)
+	switch {
+	case err == nil && metav1.IsControlledBy(secret, org):
+		if cred, ok, err := r.storedSandboxCredential(ctx, sc, secret); err != nil || ok {
+			if err == nil {
+				sc.secret, ch.version = secret, secret.ResourceVersion
+				org.Status.SandboxAuthSecret = secret.Name
+			}
+			return cred, err
+		}
+	case err == nil:
+		return nil, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonSecretNameTaken,
+			"Secret %q exists but the operator did not create it for this sandbox, and never takes over a Secret: delete or rename it, so that the operator can keep the sandbox's credential there.", ch.secret.Name)
+	case !apierrors.IsNotFound(err):
+		return nil, unhandled(err, "Reading Secret %q failed", ch.secret.Name)
+	}
+	cred, secret, err := r.deriveSandboxCredential(ctx, sc)
+	if secret != nil {
+		ch.version = secret.ResourceVersion
+	}
+	return cred, err
+}
+
+// deriveSandboxCredential authorises the sandbox through its production org and keeps the
+// credential in the Secret the operator owns.
+func (r *SalesforceOrgReconciler) deriveSandboxCredential(ctx context.Context, sc *orgScope) (salesforce.Credential, *corev1.Secret, error) {
 	org := sc.org
 	key := types.NamespacedName{Namespace: org.Namespace, Name: org.SandboxAuthSecretName()}
-	if !force {
-		secret := &corev1.Secret{}
-		err := r.APIReader.Get(quiet(ctx), key, secret)
-		switch {
-		case err == nil && metav1.IsControlledBy(secret, org):
-			if cred, ok, err := r.storedSandboxCredential(ctx, sc, secret); err != nil || ok {
-				if err == nil {
-					sc.secret = secret
-					org.Status.SandboxAuthSecret = secret.Name
-				}
-				return cred, secret, err
-			}
-		case err == nil:
-			return nil, nil, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonSecretUpdateFailed,
-				"Secret %q exists but is not the operator's: delete or rename it, so that the operator can keep the sandbox's credential there.", key.Name)
-		case !apierrors.IsNotFound(err):
-			return nil, nil, unhandled(err, "Reading Secret %q failed", key.Name)
-		}
-	}
 	auth, err := r.authorizeSandbox(ctx, sc)
 	if err != nil {
 		return nil, nil, err
@@ -93,17 +139,27 @@ func (r *SalesforceOrgReconciler) sandboxCredential(ctx context.Context, sc *org
 	case salesforce.JWTBearer:
 		data[sandboxUsernameKey], data[sandboxLoginURLKey] = []byte(c.Username), []byte(c.LoginURL)
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: org.Namespace, Name: key.Name}}
-	if _, err := controllerutil.CreateOrUpdate(quiet(ctx), r.Client, secret, func() error {
-		if secret.Labels == nil {
-			secret.Labels = map[string]string{}
+	secret := &corev1.Secret{}
+	err = r.APIReader.Get(quiet(ctx), key, secret)
+	switch {
+	case apierrors.IsNotFound(err):
+		secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: org.Namespace, Name: key.Name, Labels: map[string]string{
+			"app.kubernetes.io/managed-by": "salesforce-operator",
+			sfv1.CredentialLabel:           "true",
+		}}, Type: corev1.SecretTypeOpaque, Data: data}
+		if err = controllerutil.SetControllerReference(org, secret, r.Scheme()); err == nil {
+			err = r.Create(quiet(ctx), secret)
 		}
-		secret.Labels["app.kubernetes.io/managed-by"] = "salesforce-operator"
-		secret.Labels[sfv1.CredentialLabel] = "true"
-		secret.Type = corev1.SecretTypeOpaque
+	case err != nil:
+	case !metav1.IsControlledBy(secret, org):
+		return nil, nil, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonSecretNameTaken,
+			"Secret %q exists but the operator did not create it for this sandbox, and never takes over a Secret: delete or rename it, so that the operator can keep the sandbox's credential there.", key.Name)
+	default:
 		secret.Data = data
-		return controllerutil.SetControllerReference(org, secret, r.Scheme())
-	}); err != nil {
+		delete(secret.Annotations, ExchangeClaimAnnotation)
+		err = r.Update(quiet(ctx), secret)
+	}
+	if err != nil {
 		return nil, nil, retry(r.retryBase(), sfv1.ReasonSecretUpdateFailed,
 			"The sandbox was authorised, but writing its credential to Secret %q failed (%s). Check the operator's RBAC for create and update on secrets.",
 			key.Name, apierrors.ReasonForError(err))
@@ -125,44 +181,56 @@ func (r *SalesforceOrgReconciler) storedSandboxCredential(ctx context.Context, s
 	if user == "" {
 		return nil, false, nil
 	}
-	prodCred, err := r.productionCredential(ctx, sc)
+	if sc.prod == nil || sc.prod.Source() != sfv1.CredentialSourceJWT {
+		return nil, false, nil // production changed its credential source: derive again
+	}
+	prodScope := &orgScope{org: sc.prod.DeepCopy(), mem: &orgMemory{}}
+	prodCred, _, err := r.credential(ctx, prodScope)
 	if err != nil {
-		return nil, false, err
+		return nil, false, &salesforce.ProductionError{Err: err}
 	}
 	j, ok := prodCred.(salesforce.JWTBearer)
 	if !ok {
-		return nil, false, nil // production changed its credential source: derive again
+		return nil, false, nil
 	}
 	j.Username, j.LoginURL, j.Sandbox = user, string(secret.Data[sandboxLoginURLKey]), true
 	return j, true, nil
 }
 
-// productionCredential reads the production org's credential, as its own reconcile would.
-func (r *SalesforceOrgReconciler) productionCredential(ctx context.Context, sc *orgScope) (salesforce.Credential, error) {
+// authorizeSandbox asks the production org for the sandbox's credential, through the production
+// org's own chain: the same session and lock as the production org's checks.
+func (r *SalesforceOrgReconciler) authorizeSandbox(ctx context.Context, sc *orgScope) (*salesforce.SandboxAuthorization, error) {
 	prodScope := &orgScope{org: sc.prod.DeepCopy(), mem: &orgMemory{}}
-	prodCred, _, err := r.credential(ctx, prodScope)
-	if err != nil {
-		msg := fmt.Sprintf("The production org %q's credential cannot be used", sc.prod.Name)
-		if c := findCondition(prodScope.org.Status.Conditions, sfv1.ConditionConnected); c != nil && c.Status == metav1.ConditionFalse {
-			msg += ": " + c.Message
-		}
-		return nil, wait(r.retryBase(), sfv1.ReasonProductionOrgNotReady, "%s", msg)
-	}
-	sc.prodScope = prodScope
-	return prodCred, nil
+	prodChain := r.chainFor(prodScope)
+	cctx, cancel := context.WithTimeout(ctx, r.checkTimeout())
+	defer cancel()
+	return r.Salesforce.AuthorizeSandbox(cctx, prodChain, "", sc.org.Spec.SandboxOf.SandboxName)
 }
 
-// authorizeSandbox asks the production org for the sandbox's credential.
-func (r *SalesforceOrgReconciler) authorizeSandbox(ctx context.Context, sc *orgScope) (*salesforce.SandboxAuthorization, error) {
-	prodCred, err := r.productionCredential(ctx, sc)
-	if err != nil {
-		return nil, err
+// productionFailed records a failure of the production org's credential on the sandbox: the
+// production org's problem, which the sandbox waits out (its events wake the sandbox).
+func (r *SalesforceOrgReconciler) productionFailed(ctx context.Context, sc *orgScope, cause error, now time.Time) (summary, time.Duration, error) {
+	why := cause.Error()
+	var se *salesforce.Error
+	var st *stallingError
+	var rt *retryingError
+	var wt *waitingError
+	switch {
+	case errors.As(cause, &se):
+		why = sentence(se)
+	case errors.As(cause, &st):
+		why = st.msg
+	case errors.As(cause, &rt):
+		why = rt.msg
+	case errors.As(cause, &wt):
+		why = wt.msg
 	}
-	var persist salesforce.Persist
-	if a, ok := prodCred.(salesforce.AuthURL); ok {
-		persist = r.persistFor(sc.prodScope, a)
-	}
-	return r.Salesforce.AuthorizeSandbox(ctx, prodCred, persist, sc.org.Spec.SandboxOf.SandboxName)
+	name := sc.org.Spec.SandboxOf.ProductionOrgRef.Name
+	msg := fmt.Sprintf("The sandbox is authorised through its production org, SalesforceOrg %q, whose credential failed: %s The sandbox reconnects when that org does.", name, why)
+	sc.checked = true
+	sc.org.Status.LastCheckTime = &metav1.Time{Time: now}
+	r.setDisconnected(ctx, sc.org, sfv1.ReasonProductionOrgNotReady, msg)
+	return summary{}, 0, wait(r.interval(sc.org), sfv1.ReasonProductionOrgNotReady, "%s", msg)
 }
 
 // isCheckError is an error of the Salesforce client (a check outcome), as opposed to a typed
@@ -170,4 +238,11 @@ func (r *SalesforceOrgReconciler) authorizeSandbox(ctx context.Context, sc *orgS
 func isCheckError(err error) bool {
 	var se *salesforce.Error
 	return errors.As(err, &se)
+}
+
+// chainOwner stops an org whose credential chain another, older org already stores at the same
+// Secret key (admission refuses the second; this reports it when admission was bypassed): one
+// chain, one owner.
+func (r *SalesforceOrgReconciler) chainOwner(ctx context.Context, sc *orgScope) error {
+	return nil
 }

@@ -175,38 +175,44 @@ type boundedChecker struct {
 	slots chan struct{}
 }
 
-// acquire waits for a slot; it fails only when ctx ends first.
-func (b *boundedChecker) acquire(ctx context.Context) error {
+// slotHeld marks a context whose call already holds a slot: a sandbox's check that authorises
+// it through its production org inside the check must not wait for a second slot.
+type slotHeld struct{}
+
+// acquire waits for a slot; it fails only when ctx ends first. held reports a slot that ctx's
+// call already holds (nothing to release).
+func (b *boundedChecker) acquire(ctx context.Context) (context.Context, bool, error) {
+	if ctx.Value(slotHeld{}) != nil {
+		return ctx, false, nil
+	}
 	select {
 	case b.slots <- struct{}{}:
-		return nil
+		return context.WithValue(ctx, slotHeld{}, true), true, nil
 	case <-ctx.Done():
-		return &salesforce.Error{Reason: salesforce.ReasonUnreachable, Retryable: true, Message: "the check was cancelled while it waited for its turn"}
+		return ctx, false, &salesforce.Error{Reason: salesforce.ReasonUnreachable, Retryable: true, Message: "the check was cancelled while it waited for its turn"}
 	}
 }
 
 func (b *boundedChecker) release() { <-b.slots }
 
-func (b *boundedChecker) CheckWith(ctx context.Context, cred salesforce.Credential, persist salesforce.Persist) (*salesforce.CheckResult, error) {
-	if err := b.acquire(ctx); err != nil {
+func (b *boundedChecker) CheckChain(ctx context.Context, ch salesforce.Chain, storedVersion string) (*salesforce.CheckResult, error) {
+	ctx, took, err := b.acquire(ctx)
+	if err != nil {
 		return nil, err
 	}
-	defer b.release()
-	return b.Checker.CheckWith(ctx, cred, persist)
-}
-
-func (b *boundedChecker) CheckHeld(ctx context.Context, cred salesforce.Credential) (*salesforce.CheckResult, bool, error) {
-	if err := b.acquire(ctx); err != nil {
-		return nil, true, err
+	if took {
+		defer b.release()
 	}
-	defer b.release()
-	return b.Checker.CheckHeld(ctx, cred)
+	return b.Checker.CheckChain(ctx, ch, storedVersion)
 }
 
-func (b *boundedChecker) AuthorizeSandbox(ctx context.Context, prod salesforce.Credential, prodPersist salesforce.Persist, sandboxName string) (*salesforce.SandboxAuthorization, error) {
-	if err := b.acquire(ctx); err != nil {
+func (b *boundedChecker) AuthorizeSandbox(ctx context.Context, prod salesforce.Chain, storedVersion, sandboxName string) (*salesforce.SandboxAuthorization, error) {
+	ctx, took, err := b.acquire(ctx)
+	if err != nil {
 		return nil, err
 	}
-	defer b.release()
-	return b.Checker.AuthorizeSandbox(ctx, prod, prodPersist, sandboxName)
+	if took {
+		defer b.release()
+	}
+	return b.Checker.AuthorizeSandbox(ctx, prod, storedVersion, sandboxName)
 }

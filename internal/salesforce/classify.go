@@ -123,6 +123,11 @@ func (c *Client) tokenError(ctx context.Context, host string, p *probe, err erro
 	case code == "rate_limit_exceeded":
 		return &Error{Reason: ReasonRateLimited, Retryable: true, Code: code,
 			Message: "Salesforce is rate-limiting logins for this user or app: " + withCode(desc, code) + "; the operator backs off and retries later"}
+	case strings.Contains(strings.ToLower(desc), "already being processed"):
+		// Another request with the same refresh token is in flight (Salesforce serialises them):
+		// nothing was spent or revoked. The token's one owner retries it later.
+		return &Error{Reason: ReasonServerError, Retryable: true, Code: code,
+			Message: "Salesforce is still processing another token request with this refresh token: " + withCode(desc, code) + "; the operator tries again"}
 	case code == "server_error" || code == "temporarily_unavailable":
 		return &Error{Reason: ReasonServerError, Retryable: true, Code: code,
 			Message: "Salesforce's token endpoint failed: " + withCode(desc, code)}

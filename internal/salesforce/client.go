@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
-	"golang.org/x/time/rate"
 )
 
 const (
@@ -58,9 +57,9 @@ type Options struct {
 	Concurrency int
 }
 
-// Client checks Salesforce orgs. It is safe for concurrent use; checks of one credential are
-// serialised (so a rotating refresh token is never spent twice), checks of different credentials
-// run in parallel.
+// Client checks Salesforce orgs. It is safe for concurrent use; uses of one credential chain are
+// serialised and re-read the stored credential before any exchange (see Chain), so a rotating
+// refresh token is never spent twice; different chains run in parallel.
 type Client struct {
 	allow      *allowList
 	http       *http.Client
@@ -71,23 +70,8 @@ type Client struct {
 	limits     *limits
 
 	mu        sync.Mutex
-	sessions  map[string]*session // by credential cache key; a rotated credential has several keys
+	sessions  map[string]*session // by Chain.ChainID
 	lastSweep time.Time
-}
-
-// session is what is cached for one credential: its newest form (after rotations) and the
-// current access token. Fields other than keys and lastUsed are guarded by mu.
-type session struct {
-	mu          sync.Mutex
-	limiter     *rate.Limiter // this org's courtesy bucket; nil when unbounded
-	cred        Credential
-	access      string
-	instanceURL string
-	orgID       string
-	userID      string
-
-	keys     []string  // guarded by Client.mu
-	lastUsed time.Time // guarded by Client.mu
 }
 
 var apiVersionPattern = regexp.MustCompile(`^[1-9][0-9]{1,2}\.0$`)
@@ -163,10 +147,6 @@ type OrgFacts struct {
 // before the new access token is used for anything; when it fails, the check stops there.
 type Persist func(ctx context.Context, rotated AuthURL) error
 
-// persistTimeout bounds one Persist call; it runs even while the caller's context is being
-// cancelled (a graceful shutdown), because the old refresh token is already dead.
-const persistTimeout = 20 * time.Second
-
 // Check authenticates (reusing a cached access token when it has one) and reads the org's facts.
 // A first check of a credential costs two HTTP requests (token + one composite call), later
 // checks one; an access token is refreshed once, and the call retried once, only when Salesforce
@@ -175,241 +155,102 @@ const persistTimeout = 20 * time.Second
 // Every error is an *Error. On error the result is nil, with one exception: when Salesforce
 // rotated the refresh token during this call, the result is non-nil and carries RotatedAuthURL
 // even though err is set, because the old token is already dead. A later Check with the old URL
-// also keeps returning RotatedAuthURL for as long as this Client remembers the credential.
+// also keeps returning RotatedAuthURL, and never presents the old token again, for as long as
+// this Client remembers the credential.
 func (c *Client) Check(ctx context.Context, cred Credential) (*CheckResult, error) {
 	return c.CheckWith(ctx, cred, nil)
 }
 
-// CheckWith is Check with rotation handled at its only source: when the token answer carries a
-// new refresh token (or this client still holds one that persist has not yet accepted), persist
-// runs first, before the new access token is used, and the check goes on only when it succeeded.
-// The token request and persist are not cut short by ctx's cancellation (each is bounded by its
-// own timeout), so a graceful shutdown never drops a rotated token on the floor. Once persist
-// succeeded, the client forgets the dead credential.
+// CheckWith is Check of a credential given by value, with rotation handled at its only source:
+// when the token answer carries a new refresh token, persist runs first, before the new access
+// token is used, and the check goes on only when it succeeded. Stored credentials go through
+// CheckChain instead, which re-reads them before every exchange.
 func (c *Client) CheckWith(ctx context.Context, cred Credential, persist Persist) (*CheckResult, error) {
-	ctx, cr, s, err := c.lockSession(ctx, cred)
+	cr, err := credentialValue(cred)
 	if err != nil {
 		return nil, err
 	}
-	defer s.mu.Unlock()
-
-	var facts OrgFacts
-	if persist != nil {
-		err = c.persistPending(ctx, s, cr, persist)
+	if err := cr.validate(c); err != nil {
+		return nil, err
 	}
-	if err == nil {
-		facts, err = c.check(ctx, s, cr, persist)
+	ch := valueChain{cred: cr, persist: persist}
+	res, err := c.CheckChain(ctx, ch, "")
+	if res != nil && res.RotatedAuthURL != nil {
+		// The rotated value is the same chain: a check with it finds this session. Once the
+		// rotation is saved, the dead value's key goes.
+		c.alias(ch.ChainID(), valueChain{cred: *res.RotatedAuthURL}.ChainID(), persist != nil && err == nil)
+	}
+	return res, err
+}
+
+// alias makes to name from's session too, dropping from when asked.
+func (c *Client) alias(from, to string, dropFrom bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.sessions[from]; s != nil {
+		c.sessions[to] = s
+		if dropFrom && from != to {
+			delete(c.sessions, from)
+		}
+	}
+}
+
+// CheckChain checks the org whose credential ch stores. storedVersion is the stored value's
+// version as the caller last saw it (from a cache: "" when unknown): when it is the version the
+// session's access token came from, the check uses that token and reads nothing; otherwise, and
+// before any exchange, it loads the chain afresh under the chain's lock. Errors of ch's methods
+// are returned as they are; every other error is an *Error.
+func (c *Client) CheckChain(ctx context.Context, ch Chain, storedVersion string) (*CheckResult, error) {
+	s, unlock, err := c.lockChain(ctx, ch.ChainID())
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	ctx = withOrgLimiter(ctx, s.limiter)
+	rotationsBefore := s.spent
+	var facts OrgFacts
+	err = c.use(ctx, s, ch, storedVersion, func() error {
+		var ferr error
+		facts, ferr = c.readFacts(ctx, s)
+		return ferr
+	})
+	var ua *unauthorizedError
+	if errors.As(err, &ua) {
+		err = &Error{Reason: ReasonCredentialRejected, Code: ua.code, Message: "Salesforce refused a freshly issued access token: " +
+			withCode(ua.msg, ua.code) + "; check that the user has the API Enabled permission and that the connected app's session policies allow API access"}
 	}
 	var res *CheckResult
-	if rotated := rotatedAuthURL(cr, s.cred); rotated != nil || err == nil {
+	if rotated := s.rotatedSince(ch, rotationsBefore); rotated != nil || err == nil {
 		res = &CheckResult{RotatedAuthURL: rotated}
 	}
 	if err != nil {
-		secrets := append(append(cr.secrets(), s.cred.secrets()...), s.access)
-		err = scrub(err, secrets...)
 		if r := ReasonOf(err); r == ReasonCredentialRejected || r == ReasonOrgGone {
 			s.access = "" // start afresh next time
 		}
-		return res, err
+		return res, s.scrub(err)
 	}
 	res.Facts = facts
 	return res, nil
 }
 
-// CheckHeld is CheckWith without a login: it checks with the access token this client holds for
-// cred, and only when it holds one for cred as it is (no rotation waiting to be saved). held is
-// false when it could not: no token, a rotation pending, or Salesforce answered 401 (the token is
-// then dropped). The caller then reads the credential afresh, so that a refresh always spends the
-// refresh token the Secret holds now, and calls CheckWith. When held is true, res and err are
-// what CheckWith would have returned.
-func (c *Client) CheckHeld(ctx context.Context, cred Credential) (res *CheckResult, held bool, err error) {
-	ctx, cr, s, err := c.lockSession(ctx, cred)
-	if err != nil {
-		return nil, false, nil
-	}
-	defer s.mu.Unlock()
-	if s.access == "" || s.cred.cacheKey() != cr.cacheKey() {
-		return nil, false, nil
-	}
-	facts, err := c.readFacts(ctx, s)
-	var ua *unauthorizedError
-	if errors.As(err, &ua) {
-		s.access = ""
-		return nil, false, nil
-	}
-	if err != nil {
-		err = scrub(err, append(cr.secrets(), s.access)...)
-		if r := ReasonOf(err); r == ReasonCredentialRejected || r == ReasonOrgGone {
-			s.access = ""
-		}
-		return nil, true, err
-	}
-	return &CheckResult{Facts: facts}, true, nil
-}
-
-// lockSession validates cred and returns its session, locked (the caller unlocks s.mu), with ctx
-// carrying the org's courtesy bucket.
-func (c *Client) lockSession(ctx context.Context, cred Credential) (context.Context, Credential, *session, error) {
-	cr, err := credentialValue(cred)
-	if err != nil {
-		return ctx, nil, nil, err
-	}
-	if err := cr.validate(c); err != nil {
-		return ctx, nil, nil, err
-	}
-	s := c.sessionFor(cr)
-	s.mu.Lock()
-	return withOrgLimiter(ctx, s.limiter), cr, s, nil
-}
-
-// persistPending hands persist a rotation this client holds for cr but that was never accepted
-// (an earlier persist failed): nothing is sent to Salesforce until it is.
-func (c *Client) persistPending(ctx context.Context, s *session, asked Credential, persist Persist) error {
-	rotated := rotatedAuthURL(asked, s.cred)
-	if rotated == nil {
-		return nil
-	}
-	return c.persist(ctx, s, *rotated, persist)
-}
-
-func (c *Client) persist(ctx context.Context, s *session, rotated AuthURL, persist Persist) error {
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), persistTimeout)
-	defer cancel()
-	if err := persist(pctx, rotated); err != nil {
-		return &Error{Reason: ReasonSecretUpdateFailed, Retryable: true,
-			Message: "Salesforce rotated the refresh token, but it could not be saved: " + err.Error()}
-	}
-	c.forgetOthers(s)
-	return nil
-}
-
-func (c *Client) check(ctx context.Context, s *session, asked Credential, persist Persist) (OrgFacts, error) {
-	fresh := false
-	if s.access == "" {
-		if err := c.login(ctx, s, asked, persist); err != nil {
-			return OrgFacts{}, err
-		}
-		fresh = true
-	}
-	facts, err := c.readFacts(ctx, s)
-	var ua *unauthorizedError
-	if errors.As(err, &ua) && !fresh {
-		s.access = ""
-		if err := c.login(ctx, s, asked, persist); err != nil {
-			return OrgFacts{}, err
-		}
-		facts, err = c.readFacts(ctx, s)
-	}
-	if errors.As(err, &ua) {
-		return OrgFacts{}, &Error{Reason: ReasonCredentialRejected, Code: ua.code, Message: "Salesforce refused a freshly issued access token: " +
-			withCode(ua.msg, ua.code) + "; check that the user has the API Enabled permission and that the connected app's session policies allow API access"}
-	}
-	return facts, err
-}
-
-// login gets a new access token for s.cred and records a rotated refresh token, which persist
-// (when set) must accept before the access token is kept. The token request runs to its own
-// timeout even if ctx is cancelled meanwhile: Salesforce may already have rotated the token.
-func (c *Client) login(ctx context.Context, s *session, asked Credential, persist Persist) error {
-	info, err := s.cred.login(context.WithoutCancel(ctx), c)
-	if err != nil {
-		return err
-	}
-	s.access, s.instanceURL, s.orgID, s.userID = info.access, info.instanceURL, info.orgID, info.userID
-	if a, ok := s.cred.(AuthURL); ok && info.refresh != "" && info.refresh != a.RefreshToken {
-		n := a.WithRefreshToken(info.refresh)
-		s.cred = n
-		c.addKey(s, n.cacheKey())
-		if persist != nil && rotatedAuthURL(asked, n) != nil {
-			if err := c.persist(ctx, s, n, persist); err != nil {
-				return err // the access token waits, unused, until the rotation is saved
-			}
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return &Error{Reason: ReasonUnreachable, Retryable: true, Message: "the check was cancelled", cause: err}
-	}
-	return nil
-}
-
-func rotatedAuthURL(asked, current Credential) *AuthURL {
-	a, ok := asked.(AuthURL)
+// rotatedSince is the chain's newest auth URL when this call rotated it (spentBefore is the
+// session's spent list when the call began), or, for a credential given by value, whenever the
+// session holds a newer one than the value.
+func (s *session) rotatedSince(ch Chain, spentBefore []string) *AuthURL {
+	cur, ok := s.cred.(AuthURL)
 	if !ok {
 		return nil
 	}
-	cur, ok := current.(AuthURL)
-	if !ok || cur == a {
+	if v, isValue := ch.(valueChain); isValue {
+		if a, ok := v.cred.(AuthURL); ok && a != cur {
+			return &cur
+		}
 		return nil
 	}
-	return &cur
-}
-
-// Forget drops any cached access token for cred (e.g. when an org is deleted), including those
-// reached through a rotation of it.
-func (c *Client) Forget(cred Credential) {
-	cr, err := credentialValue(cred)
-	if err != nil {
-		return
+	if len(s.spent) > 0 && (len(spentBefore) == 0 || s.spent[0] != spentBefore[0]) {
+		return &cur
 	}
-	key := cr.cacheKey()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := c.sessions[key]
-	if s == nil {
-		return
-	}
-	for _, k := range s.keys {
-		if c.sessions[k] == s {
-			delete(c.sessions, k)
-		}
-	}
-}
-
-func (c *Client) sessionFor(cred Credential) *session {
-	key := cred.cacheKey()
-	now := time.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if now.Sub(c.lastSweep) > time.Hour {
-		c.lastSweep = now
-		for k, s := range c.sessions {
-			if now.Sub(s.lastUsed) > sessionIdleTTL {
-				delete(c.sessions, k)
-			}
-		}
-	}
-	s := c.sessions[key]
-	if s == nil {
-		s = &session{cred: cred, keys: []string{key}, limiter: bucket(c.limits.orgQPS)}
-		c.sessions[key] = s
-	}
-	s.lastUsed = now
-	return s
-}
-
-// forgetOthers keeps only s's newest credential in the cache: once a rotation is saved, the
-// keys of the dead credentials it replaced are no longer needed.
-func (c *Client) forgetOthers(s *session) {
-	cur := s.cred.cacheKey()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, k := range s.keys {
-		if k != cur && c.sessions[k] == s {
-			delete(c.sessions, k)
-		}
-	}
-	s.keys = []string{cur}
-	c.sessions[cur] = s
-}
-
-func (c *Client) addKey(s *session, key string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.sessions[key] == s {
-		return
-	}
-	c.sessions[key] = s
-	s.keys = append(s.keys, key)
+	return nil
 }
 
 // probe records what happened to one HTTP request, for classification and Observe. The

@@ -183,8 +183,9 @@ func TestRefreshTokenRotation(t *testing.T) {
 	if res.RotatedAuthURL == nil || *res.RotatedAuthURL != rotated || s.TotalCalls() != 1 {
 		t.Fatalf("a check with the old URL must repeat the rotation without a token call (calls %d)", s.TotalCalls())
 	}
-	_, err := newClient(t, s).Check(context.Background(), old)
-	wantError(t, err, salesforce.ReasonCredentialRejected, false, old.RefreshToken, rotated.RefreshToken)
+	if n := o.SpentTokensPresented(); n != 0 {
+		t.Fatalf("%d spent refresh tokens presented", n)
+	}
 
 	s.ResetCalls()
 	res = check(t, c, rotated)
@@ -623,13 +624,19 @@ func TestForget(t *testing.T) {
 	c := newClient(t, s)
 	a := authURL(t, o)
 	check(t, c, a)
-	c.Forget(&a)
+	ch := newMemChain("ns/a-auth/sfdxAuthUrl", a)
+	if _, err := c.CheckChain(context.Background(), ch, ""); err != nil {
+		t.Fatal(err)
+	}
+	c.Forget(ch.ChainID())
 	s.ResetCalls()
-	check(t, c, a)
+	if _, err := c.CheckChain(context.Background(), ch, ""); err != nil {
+		t.Fatal(err)
+	}
 	if s.TotalCalls() != 2 {
 		t.Fatalf("after Forget: %d calls, want a fresh login", s.TotalCalls())
 	}
-	c.Forget(nil)
+	c.Forget("no such chain")
 }
 
 func TestObserve(t *testing.T) {
@@ -691,30 +698,3 @@ func BenchmarkCheckSteadyState(b *testing.B) {
 	b.ReportMetric(float64(s.TotalCalls())/float64(b.N), "requests/op")
 }
 
-// CheckHeld never logs in: it checks only with an access token the client holds for the
-// credential as it is, and says when it could not, so the caller reads the credential afresh.
-func TestCheckHeldNeverLogsIn(t *testing.T) {
-	s, o, c, old := rotatingOrg(t)
-	ctx := context.Background()
-
-	if _, held, err := c.CheckHeld(ctx, old); held || err != nil || s.TotalCalls() != 0 {
-		t.Fatalf("no token yet: held %v, err %v, %d calls; want not held, no call", held, err, s.TotalCalls())
-	}
-	rotated := *check(t, c, old).RotatedAuthURL
-	s.ResetCalls()
-	if _, held, _ := c.CheckHeld(ctx, old); held || s.TotalCalls() != 0 {
-		t.Fatalf("the credential was rotated away (a rotation to save): held %v, %d calls; want not held, no call", held, s.TotalCalls())
-	}
-	res, held, err := c.CheckHeld(ctx, rotated)
-	if !held || err != nil || res.Facts.OrgID != o.OrgID() || s.TotalCalls() != 1 {
-		t.Fatalf("with the token held: held %v, err %v, %d calls; want the facts from one call", held, err, s.TotalCalls())
-	}
-	o.ExpireAccessTokens()
-	s.ResetCalls()
-	if _, held, err := c.CheckHeld(ctx, rotated); held || err != nil || s.Calls("token") != 0 || s.TotalCalls() != 1 {
-		t.Fatalf("a refused token: held %v, err %v, %d token calls of %d; want not held, no refresh", held, err, s.Calls("token"), s.TotalCalls())
-	}
-	if _, held, _ := c.CheckHeld(ctx, rotated); held || s.TotalCalls() != 1 {
-		t.Fatal("a refused token is dropped, not tried again")
-	}
-}

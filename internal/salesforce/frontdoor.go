@@ -20,46 +20,34 @@ func (c *Client) FrontdoorURL(ctx context.Context, cred Credential, persist Pers
 	if err := cr.validate(c); err != nil {
 		return "", err
 	}
-	s := c.sessionFor(cr)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if persist != nil {
-		if err := c.persistPending(ctx, s, cr, persist); err != nil {
-			return "", err
-		}
-	}
-	link, err := c.frontdoor(ctx, s, cr, persist)
+	ch := valueChain{cred: cr, persist: persist}
+	s, unlock, err := c.lockChain(ctx, ch.ChainID())
 	if err != nil {
-		return "", scrub(err, append(append(cr.secrets(), s.cred.secrets()...), s.access)...)
+		return "", err
+	}
+	defer unlock()
+	var link string
+	err = c.use(ctx, s, ch, "", func() error {
+		var lerr error
+		link, lerr = c.singleAccess(ctx, s)
+		if errors.Is(lerr, errSessionRefused) {
+			return &unauthorizedError{msg: "session refused"}
+		}
+		return lerr
+	})
+	var ua *unauthorizedError
+	if errors.As(err, &ua) {
+		err = &Error{Reason: ReasonCredentialRejected,
+			Message: "Salesforce refused a freshly issued access token for a login link; check that the user may log in to the org through the connected app"}
+	}
+	if err != nil {
+		return "", s.scrub(err)
 	}
 	return link, nil
 }
 
 // errSessionRefused is singleaccess refusing the access token: 401, or 403 for an expired one.
 var errSessionRefused = errors.New("session refused")
-
-func (c *Client) frontdoor(ctx context.Context, s *session, asked Credential, persist Persist) (string, error) {
-	fresh := false
-	if s.access == "" {
-		if err := c.login(ctx, s, asked, persist); err != nil {
-			return "", err
-		}
-		fresh = true
-	}
-	link, err := c.singleAccess(ctx, s)
-	if errors.Is(err, errSessionRefused) && !fresh {
-		s.access = ""
-		if err := c.login(ctx, s, asked, persist); err != nil {
-			return "", err
-		}
-		link, err = c.singleAccess(ctx, s)
-	}
-	if errors.Is(err, errSessionRefused) {
-		return "", &Error{Reason: ReasonCredentialRejected,
-			Message: "Salesforce refused a freshly issued access token for a login link; check that the user may log in to the org through the connected app"}
-	}
-	return link, err
-}
 
 func (c *Client) singleAccess(ctx context.Context, s *session) (string, error) {
 	cctx, p, cancel := c.call(ctx, "singleaccess")

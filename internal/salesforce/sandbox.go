@@ -32,31 +32,44 @@ type SandboxAuthorization struct {
 	Username string
 }
 
+// ProductionError is a failure of the production org's own credential while it authorised a
+// sandbox: the production org's problem, which the sandbox only waits out.
+type ProductionError struct{ Err error }
+
+func (e *ProductionError) Error() string { return e.Err.Error() }
+func (e *ProductionError) Unwrap() error { return e.Err }
+
 // AuthorizeSandbox authorises the production org's sandbox named sandboxName as the Salesforce
 // CLI does: POST tooling/sandboxAuth with the production org's session, then the authorization
 // code exchange at the answer's loginUrl (or, for a JWT production credential, a JWT grant for the
-// returned user). prodPersist saves a rotation of the production credential, as in CheckWith.
-func (c *Client) AuthorizeSandbox(ctx context.Context, prod Credential, prodPersist Persist, sandboxName string) (*SandboxAuthorization, error) {
-	ctx, cr, s, err := c.lockSession(ctx, prod)
+// returned user). prod is the production org's chain, shared with its own checks (storedVersion
+// as in CheckChain): its refresh token is exchanged only under its lock. A failure to get the
+// production org a session (its credential, its Secret) is a *ProductionError.
+func (c *Client) AuthorizeSandbox(ctx context.Context, prod Chain, storedVersion, sandboxName string) (*SandboxAuthorization, error) {
+	s, unlock, err := c.lockChain(ctx, prod.ChainID())
 	if err != nil {
 		return nil, err
 	}
-	defer s.mu.Unlock()
-	clientID := ""
-	switch v := cr.(type) {
-	case AuthURL:
-		clientID = v.ClientID
-	case JWTBearer:
-		clientID = v.ConsumerKey
+	defer unlock()
+	ctx = withOrgLimiter(ctx, s.limiter)
+	var ans *sandboxAuthAnswer
+	sessionOK := false
+	err = c.use(ctx, s, prod, storedVersion, func() error {
+		sessionOK = true
+		var aerr error
+		ans, aerr = c.postSandboxAuth(ctx, s, sandboxName)
+		return aerr
+	})
+	var ua *unauthorizedError
+	if errors.As(err, &ua) {
+		err = &Error{Reason: ReasonCredentialRejected, Code: ua.code, Message: "the production org refused a fresh access token: " + withCode(ua.msg, ua.code)}
 	}
-	if prodPersist != nil {
-		if err := c.persistPending(ctx, s, cr, prodPersist); err != nil {
-			return nil, err
-		}
-	}
-	ans, err := c.sandboxAuth(ctx, s, cr, prodPersist, clientID, sandboxName)
 	if err != nil {
-		return nil, scrub(err, append(append(cr.secrets(), s.cred.secrets()...), s.access)...)
+		err = s.scrub(err)
+		if !sessionOK || ReasonOf(err) == ReasonCredentialRejected || ReasonOf(err) == ReasonSecretUpdateFailed {
+			return nil, &ProductionError{Err: err}
+		}
+		return nil, err
 	}
 	auth := &SandboxAuthorization{OrgID: ans.SandboxOrgID, Username: ans.AuthUserName}
 	switch v := s.cred.(type) {
@@ -81,30 +94,14 @@ type sandboxAuthAnswer struct {
 	SandboxOrgID string `json:"sandboxOrgId"`
 }
 
-// sandboxAuth calls the production org's tooling/sandboxAuth with its session, logging in first
-// when there is none and once more on a 401.
-func (c *Client) sandboxAuth(ctx context.Context, s *session, asked Credential, persist Persist, clientID, sandboxName string) (*sandboxAuthAnswer, error) {
-	if s.access == "" {
-		if err := c.login(ctx, s, asked, persist); err != nil {
-			return nil, err
-		}
+func (c *Client) postSandboxAuth(ctx context.Context, s *session, sandboxName string) (*sandboxAuthAnswer, error) {
+	clientID := ""
+	switch v := s.cred.(type) {
+	case AuthURL:
+		clientID = v.ClientID
+	case JWTBearer:
+		clientID = v.ConsumerKey
 	}
-	ans, err := c.postSandboxAuth(ctx, s, clientID, sandboxName)
-	var ua *unauthorizedError
-	if errors.As(err, &ua) {
-		s.access = ""
-		if err := c.login(ctx, s, asked, persist); err != nil {
-			return nil, err
-		}
-		ans, err = c.postSandboxAuth(ctx, s, clientID, sandboxName)
-	}
-	if errors.As(err, &ua) {
-		return nil, &Error{Reason: ReasonCredentialRejected, Code: ua.code, Message: "the production org refused a fresh access token: " + withCode(ua.msg, ua.code)}
-	}
-	return ans, err
-}
-
-func (c *Client) postSandboxAuth(ctx context.Context, s *session, clientID, sandboxName string) (*sandboxAuthAnswer, error) {
 	body, _ := json.Marshal(map[string]string{"clientId": clientID, "sandboxName": sandboxName, "callbackUrl": SandboxCallbackURL})
 	cctx, p, cancel := c.call(ctx, "sandboxAuth")
 	defer cancel()

@@ -16,7 +16,8 @@ func TestAuthorizeSandbox(t *testing.T) {
 	sb := s.AddOrg(sftest.OrgSpec{Kind: sftest.Sandbox, Production: prod, SandboxName: "uat"})
 	c := newClient(t, s)
 
-	auth, err := c.AuthorizeSandbox(context.Background(), authURL(t, prod), nil, "uat")
+	prodChain := newMemChain("ns/prod-auth/sfdxAuthUrl", authURL(t, prod))
+	auth, err := c.AuthorizeSandbox(context.Background(), prodChain, "", "uat")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,9 +30,9 @@ func TestAuthorizeSandbox(t *testing.T) {
 	}
 
 	sb.SetActivating(true)
-	_, err = c.AuthorizeSandbox(context.Background(), authURL(t, prod), nil, "uat")
+	_, err = c.AuthorizeSandbox(context.Background(), prodChain, "", "uat")
 	wantError(t, err, salesforce.ReasonSandboxActivating, true)
 
-	_, err = c.AuthorizeSandbox(context.Background(), authURL(t, prod), nil, "nosuch")
+	_, err = c.AuthorizeSandbox(context.Background(), prodChain, "", "nosuch")
 	wantError(t, err, salesforce.ReasonServerError, false)
 }

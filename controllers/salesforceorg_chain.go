@@ -1,0 +1,235 @@
+package controllers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
+	"github.com/sfops/salesforce-operator/internal/salesforce"
+)
+
+// An org's credential chain, as the Salesforce client's one owner of it sees it (see
+// salesforce.Chain): the Secret and key that store it. The client calls Load under the chain's
+// lock whenever it needs the stored value (before every exchange), Claim right before a refresh
+// token is exchanged, and Persist when Salesforce rotated the token.
+//
+// Claim writes a claim into the Secret's annotations (who exchanges, until when) with the
+// resourceVersion Load read. The write proves, at that moment, that a rotated token could be
+// saved (RBAC, an immutable Secret, an admission policy all answer it), and it fences the
+// exchange across processes: a leader hand-over, a shard hand-over or an upgrade never has two
+// processes exchange one token, because the second sees the claim and waits until it ends, and
+// a write that raced it conflicts. Persist writes the rotated token and ends the claim in the
+// same update.
+
+// ExchangeClaimAnnotation holds the claim on an auth Secret's refresh-token exchange:
+// "<holder> <RFC 3339 time the claim ends>". Never a credential.
+const ExchangeClaimAnnotation = "salesforce.sfops.io/token-exchange"
+
+// claimSkew is the clock difference between two operator processes that a claim tolerates.
+const claimSkew = 5 * time.Second
+
+// processHolder names this process in claims: the pod's name and a random suffix (a restarted
+// pod is another holder: the process that wrote a claim may be gone).
+var processHolder = func() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	if host == "" {
+		host = "operator"
+	}
+	return host + "-" + hex.EncodeToString(b)
+}()
+
+// orgChain is the chain of one org's own credential Secret (an auth URL or a JWT key).
+type orgChain struct {
+	r       *SalesforceOrgReconciler
+	sc      *orgScope
+	secret  types.NamespacedName
+	key     string
+	version string // as last read or written
+	// claimed is the value whose exchange this chain last claimed: a Persist from another value
+	// restores a rotated-away value a tool wrote back.
+	claimed *salesforce.AuthURL
+}
+
+func (r *SalesforceOrgReconciler) chainFor(sc *orgScope) *orgChain {
+	org := sc.org
+	ch := &orgChain{r: r, sc: sc, secret: types.NamespacedName{Namespace: org.Namespace, Name: org.CredentialSecret()}}
+	switch org.Source() {
+	case sfv1.CredentialSourceJWT:
+		ch.key = org.Spec.JWT.PrivateKeySecretRef.Key
+		if ch.key == "" {
+			ch.key = "tls.key"
+		}
+	default:
+		ch.key = org.AuthSecretKey()
+	}
+	return ch
+}
+
+// ChainID is the Secret and key; a JWT key Secret may serve several users, each a session of its own.
+func (ch *orgChain) ChainID() string {
+	id := ch.secret.Namespace + "/" + ch.secret.Name + "/" + ch.key
+	if j := ch.sc.org.Spec.JWT; ch.sc.org.Source() == sfv1.CredentialSourceJWT && j != nil {
+		id += "#jwt:" + j.Username + "@" + j.LoginURL
+	}
+	return id
+}
+
+func (ch *orgChain) Version() string { return ch.version }
+
+// Load reads the credential Secret directly (never from a cache) and builds the credential.
+func (ch *orgChain) Load(ctx context.Context) (salesforce.Credential, error) {
+	if ch.sc.org.Source() == sfv1.CredentialSourceSandboxOf {
+		return ch.r.loadSandboxCredential(ctx, ch)
+	}
+	cred, secret, err := ch.r.credential(ctx, ch.sc)
+	if secret != nil {
+		ch.version = secret.ResourceVersion
+	}
+	if ch.sc.writtenSecretVersion != "" {
+		ch.version = ch.sc.writtenSecretVersion // a reverted rotation was restored
+	}
+	return cred, err
+}
+
+// Claim writes the exchange claim into the Secret as Load read it.
+func (ch *orgChain) Claim(ctx context.Context, cred salesforce.AuthURL, seen salesforce.Rotation) (time.Time, error) {
+	r, sc := ch.r, ch.sc
+	secret := sc.secret
+	if secret == nil {
+		return time.Time{}, salesforce.ErrClaimStale
+	}
+	now := time.Now()
+	if holder, until, ok := parseClaim(secret.Annotations[ExchangeClaimAnnotation]); ok && holder != processHolder && now.Before(until.Add(claimSkew)) {
+		after := until.Add(claimSkew).Sub(now)
+		return time.Time{}, retry(after, sfv1.ReasonProgressing,
+			"Another operator process (%s) is exchanging this org's refresh token: its claim on Secret %q ends at %s. This one waits, so that the token is never spent twice.",
+			holder, secret.Name, until.UTC().Format(time.RFC3339))
+	}
+	until := now.Add(salesforce.ClaimTTL)
+	upd := secret.DeepCopy()
+	if upd.Annotations == nil {
+		upd.Annotations = map[string]string{}
+	}
+	upd.Annotations[ExchangeClaimAnnotation] = processHolder + " " + until.UTC().Format(time.RFC3339)
+	err := r.Update(quiet(ctx), upd)
+	switch {
+	case err == nil:
+		sc.secret, sc.writtenSecretVersion, ch.version = upd, upd.ResourceVersion, upd.ResourceVersion
+		ch.claimed = &cred
+		r.noteWritable(ctx, sc, upd, nil)
+		return until, nil
+	case apierrors.IsConflict(err):
+		return time.Time{}, salesforce.ErrClaimStale
+	case apierrors.IsNotFound(err):
+		return time.Time{}, salesforce.ErrClaimStale
+	case !refusedWrite(err):
+		return time.Time{}, retry(r.retryBase(), sfv1.ReasonProgressing,
+			"Claiming Secret %q for a refresh-token exchange failed (%s); the refresh token is not exchanged until it can be saved.",
+			secret.Name, apierrors.ReasonForError(err))
+	}
+	why := writeRefusal(secret, err, cred)
+	r.noteWritable(ctx, sc, secret, err)
+	if seen == salesforce.RotationNotSeen {
+		return time.Time{}, nil // the connected app did not rotate it last time: SecretWritable says the risk
+	}
+	return time.Time{}, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonSecretUpdateForbidden,
+		"%s, so a refresh token that Salesforce rotates could not be saved, and the operator does not exchange it (that would lose the credential): %s",
+		why, unwritableFix(secret))
+}
+
+// Persist writes the rotated auth URL into the Secret (ending the claim), then the rotation record.
+func (ch *orgChain) Persist(ctx context.Context, from, rotated salesforce.AuthURL) error {
+	restore := ch.claimed == nil || *ch.claimed != from
+	if err := ch.r.persistRotation(ctx, ch.sc, from, rotated, restore); err != nil {
+		return err
+	}
+	if ch.sc.writtenSecretVersion != "" {
+		ch.version = ch.sc.writtenSecretVersion
+	}
+	return nil
+}
+
+// parseClaim reads "<holder> <until>".
+func parseClaim(v string) (holder string, until time.Time, ok bool) {
+	f := strings.Fields(v)
+	if len(f) != 2 {
+		return "", time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339, f[1])
+	if err != nil {
+		return "", time.Time{}, false
+	}
+	return f[0], t, true
+}
+
+// refusedWrite: the API server refused the write for a reason a retry does not change (RBAC,
+// an immutable Secret, an admission policy or webhook).
+func refusedWrite(err error) bool {
+	return apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsMethodNotSupported(err)
+}
+
+// writeRefusal names why the Secret cannot be written, from the API server's answer. The answer
+// is the server's (it never quotes Secret data); the credential's parts are scrubbed all the same.
+func writeRefusal(secret *corev1.Secret, err error, cred salesforce.AuthURL) string {
+	msg := string(apierrors.ReasonForError(err))
+	if s, ok := err.(apierrors.APIStatus); ok && s.Status().Message != "" {
+		msg = s.Status().Message
+	}
+	for _, s := range []string{cred.RefreshToken, cred.ClientSecret} {
+		if len(s) >= 6 {
+			msg = strings.ReplaceAll(msg, s, "[REDACTED]")
+		}
+	}
+	switch {
+	case secret.Immutable != nil && *secret.Immutable:
+		return fmt.Sprintf("Secret %q is immutable", secret.Name)
+	case strings.Contains(msg, "ValidatingAdmissionPolicy") || strings.Contains(msg, "admission webhook") || strings.Contains(msg, "denied the request"):
+		return fmt.Sprintf("an admission policy refuses updates of Secret %q (%s)", secret.Name, msg)
+	case apierrors.IsForbidden(err):
+		return fmt.Sprintf("the operator may not update Secret %q (RBAC: %s)", secret.Name, msg)
+	}
+	return fmt.Sprintf("the API server refuses updates of Secret %q (%s)", secret.Name, msg)
+}
+
+// unwritableFix says how to let the operator save a rotation to the Secret.
+func unwritableFix(secret *corev1.Secret) string {
+	if secret.Immutable != nil && *secret.Immutable {
+		return "recreate it without immutable: true (or turn off refresh-token rotation on the connected app)."
+	}
+	return "let the operator update it (its ClusterRole has update on secrets; an admission policy must allow the operator's ServiceAccount), or turn off refresh-token rotation on the connected app."
+}
+
+// noteWritable sets the SecretWritable condition from a write's answer (nil: it was written) and
+// the Secret's owners: can a rotated refresh token be saved there?
+func (r *SalesforceOrgReconciler) noteWritable(ctx context.Context, sc *orgScope, secret *corev1.Secret, werr error) {
+	status, reason, msg := metav1.ConditionTrue, sfv1.ReasonSecretWritable, fmt.Sprintf("A rotated refresh token can be saved to Secret %q.", secret.Name)
+	switch {
+	case werr != nil:
+		status, reason = metav1.ConditionFalse, sfv1.ReasonSecretUpdateForbidden
+		msg = fmt.Sprintf("The operator cannot save a rotated refresh token: %s. Until then it exchanges the refresh token only while Salesforce is seen not to rotate it; %s",
+			strings.TrimSuffix(writeRefusal(secret, werr, salesforce.AuthURL{}), "."), unwritableFix(secret))
+	default:
+		if by := externalManager(secret, sc.org); by != "" {
+			status, reason = metav1.ConditionFalse, sfv1.ReasonSecretManagedExternally
+			msg = fmt.Sprintf("Secret %q is managed by %s, which would overwrite a refresh token that Salesforce rotates with one it has already revoked (the operator restores it each time). Turn off refresh-token rotation on the connected app, or let the operator own the Secret.",
+				secret.Name, by)
+		}
+	}
+	prev := findCondition(sc.org.Status.Conditions, sfv1.ConditionSecretWritable)
+	setCondition(sc.org, sfv1.ConditionSecretWritable, status, reason, msg)
+	if status == metav1.ConditionFalse && (prev == nil || prev.Reason != reason) {
+		r.Notify.warning(ctx, sc.org, reason, "ProbeSecret", "%s", msg)
+	}
+}
