@@ -697,4 +697,3 @@ func BenchmarkCheckSteadyState(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(s.TotalCalls())/float64(b.N), "requests/op")
 }
-
