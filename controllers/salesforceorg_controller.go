@@ -205,9 +205,18 @@ func (r *SalesforceOrgReconciler) loadScope(org *sfv1.SalesforceOrg) *orgScope {
 	return sc
 }
 
-// newerCheck: status w holds a later check than cached.
+// newerCheck: status w holds a later check than cached. Status keeps whole seconds, so two checks
+// in one second have equal times: then w is newer unless the cache holds it already.
 func newerCheck(w, cached *sfv1.SalesforceOrgStatus) bool {
-	return cached.LastCheckTime == nil || w.LastCheckTime.After(cached.LastCheckTime.Time)
+	switch {
+	case cached.LastCheckTime == nil || w.LastCheckTime.After(cached.LastCheckTime.Time):
+		return true
+	case w.LastCheckTime.Before(cached.LastCheckTime):
+		return false
+	}
+	same := *w
+	same.UsedBy, same.StageCount = cached.UsedBy, cached.StageCount
+	return !equality.Semantic.DeepEqual(same, *cached)
 }
 
 // cacheCaughtUp lets the memory of a written status go once the cache has it: the org's update

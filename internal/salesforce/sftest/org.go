@@ -82,6 +82,7 @@ type Org struct {
 	spentPresented    int  // SpentTokensPresented; never reset
 	concurrentRefused int  // ConcurrentRefreshesRefused; never reset
 	chainsRevoked     int  // ChainsRevoked; never reset
+	refreshesGranted  int  // RefreshesGranted; never reset
 }
 
 // AddOrg creates an org with one valid refresh token (see AuthURL).

@@ -111,6 +111,7 @@ func (s *Server) refreshGrantLocked(r *http.Request, concurrent bool) reply {
 	if o.rotate {
 		newRefresh = o.rotateLocked(t, g)
 	}
+	o.refreshesGranted++
 	return s.tokenReplyLocked(o, g.chain, newRefresh, "refresh_token api web id")
 }
 
@@ -172,6 +173,14 @@ func (o *Org) SpentTokensPresented() int {
 	o.s.mu.Lock()
 	defer o.s.mu.Unlock()
 	return o.spentPresented
+}
+
+// RefreshesGranted is how many refresh_token grants of this org succeeded. ResetCalls leaves it
+// alone.
+func (o *Org) RefreshesGranted() int {
+	o.s.mu.Lock()
+	defer o.s.mu.Unlock()
+	return o.refreshesGranted
 }
 
 // ConcurrentRefreshesRefused is how many refresh_token grants of this org were refused because
