@@ -340,6 +340,7 @@ type SalesforceOrgStatus struct {
 // +kubebuilder:selectablefield:JSONPath=`.spec.devHub`
 // +kubebuilder:selectablefield:JSONPath=`.spec.implementationRef.name`
 // +kubebuilder:selectablefield:JSONPath=`.spec.sandboxOf.productionOrgRef.name`
+// +kubebuilder:selectablefield:JSONPath=`.spec.authSecretRef.name`
 type SalesforceOrg struct {
 	metav1.TypeMeta `json:",inline"`
 	// +optional

@@ -26,3 +26,18 @@ func TestStageNames(t *testing.T) {
 		}
 	}
 }
+
+func TestAuthSecretNameIndexesOnlyAuthURLOrgs(t *testing.T) {
+	auth := &sfv1.SalesforceOrg{Spec: sfv1.SalesforceOrgSpec{AuthSecretRef: sfv1.SecretKeyReference{Name: "acme-auth"}}}
+	jwt := &sfv1.SalesforceOrg{Spec: sfv1.SalesforceOrgSpec{JWT: &sfv1.JWTAuth{PrivateKeySecretRef: sfv1.PrivateKeyReference{Name: "ci-jwt"}}}}
+	sandbox := &sfv1.SalesforceOrg{Spec: sfv1.SalesforceOrgSpec{SandboxOf: &sfv1.SandboxOf{ProductionOrgRef: sfv1.LocalObjectReference{Name: "prod"}}}}
+	if got := AuthSecretName(auth); len(got) != 1 || got[0] != "acme-auth" {
+		t.Errorf("auth-URL org: %v", got)
+	}
+	if got := AuthSecretName(jwt); got != nil {
+		t.Errorf("JWT org: %v", got)
+	}
+	if got := AuthSecretName(sandbox); got != nil {
+		t.Errorf("sandboxOf org: %v", got)
+	}
+}

@@ -69,7 +69,9 @@ func (h *CreatedByHandler) Handle(_ context.Context, req admission.Request) admi
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 
-// +kubebuilder:webhook:path=/validate-salesforce-sfops-io-v1alpha1-salesforceorg,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=salesforce.sfops.io,resources=salesforceorgs,verbs=create;update;delete,versions=v1alpha1,name=vsalesforceorg-v1alpha1.sfops.io,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"not-a-metadata-only-update","expression":"request.operation != 'UPDATE' || object.spec != oldObject.spec || (has(object.metadata.annotations) ? object.metadata.annotations : {}) != (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})"}]}`
+// The validating webhook also sees label changes (kubectl label): the shard label decides which
+// manager exchanges an org's credential chain (see shards).
+// +kubebuilder:webhook:path=/validate-salesforce-sfops-io-v1alpha1-salesforceorg,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=salesforce.sfops.io,resources=salesforceorgs,verbs=create;update;delete,versions=v1alpha1,name=vsalesforceorg-v1alpha1.sfops.io,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"not-a-metadata-only-update","expression":"request.operation != 'UPDATE' || object.spec != oldObject.spec || (has(object.metadata.annotations) ? object.metadata.annotations : {}) != (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {}) || (has(object.metadata.labels) ? object.metadata.labels : {}) != (has(oldObject.metadata.labels) ? oldObject.metadata.labels : {})"}]}`
 
 // OrgValidator refuses what would break an org's users or the namespace's uniqueness rules, and
 // a credential Secret the requester may not use herself.
@@ -79,13 +81,19 @@ type OrgValidator struct {
 	Access client.Client
 }
 
-// ValidateCreate checks the requester's access to the Secret, one default Dev Hub per namespace
-// and one production org per implementation.
+// ValidateCreate checks the requester's access to the Secret, one default Dev Hub per namespace,
+// one production org per implementation, one org per credential chain and a sandbox's shard.
 func (v *OrgValidator) ValidateCreate(ctx context.Context, org *sfv1.SalesforceOrg) (admission.Warnings, error) {
 	if err := v.mayUseSecret(ctx, org); err != nil {
 		return nil, err
 	}
-	return nil, v.uniqueness(ctx, org, nil)
+	if err := v.uniqueness(ctx, org, nil); err != nil {
+		return nil, err
+	}
+	if err := v.oneChainOwner(ctx, org, nil); err != nil {
+		return nil, err
+	}
+	return v.shards(ctx, org, nil)
 }
 
 // secretVerbs are what the operator does with an org's Secret on its behalf: read it, and, for an
@@ -171,7 +179,13 @@ func (v *OrgValidator) ValidateUpdate(ctx context.Context, old, org *sfv1.Salesf
 			return nil, err
 		}
 	}
-	return nil, v.uniqueness(ctx, org, old)
+	if err := v.uniqueness(ctx, org, old); err != nil {
+		return nil, err
+	}
+	if err := v.oneChainOwner(ctx, org, old); err != nil {
+		return nil, err
+	}
+	return v.shards(ctx, org, old)
 }
 
 // ValidateDelete refuses deleting an org that Active stages map to.
@@ -256,6 +270,82 @@ func (v *OrgValidator) uniqueness(ctx context.Context, org, old *sfv1.Salesforce
 			"SalesforceImplementation %q already has a production org, SalesforceOrg %q; an implementation has at most one. Join it as a Sandbox, DeveloperEdition or Scratch org, or use another implementation.",
 			ref.Name, other)),
 	})
+}
+
+// oneChainOwner refuses to keep org's credential chain (its refresh token) where another org
+// keeps its own: on create, and on update when the chain's location changed (an org that got
+// past admission onto a shared key is reported by the controller, not locked out of updates).
+func (v *OrgValidator) oneChainOwner(ctx context.Context, org, old *sfv1.SalesforceOrg) error {
+	chain, ok := rules.ChainKey(org)
+	if !ok {
+		return nil
+	}
+	if old != nil {
+		if was, wasOK := rules.ChainKey(old); wasOK && was == chain {
+			return nil
+		}
+	}
+	sharers, err := rules.ChainSharers(ctx, v.Reader, org)
+	if err != nil || len(sharers) == 0 {
+		return err
+	}
+	owner := &sharers[0]
+	path := field.NewPath("spec", "authSecretRef", "name")
+	if org.Source() == sfv1.CredentialSourceSandboxOf {
+		path = field.NewPath("spec", "sandboxOf")
+	}
+	return apierrors.NewInvalid(sfv1.GroupVersion.WithKind("SalesforceOrg").GroupKind(), org.Name, field.ErrorList{
+		field.Invalid(path, chain.Secret, rules.ChainInUseMessage(org, owner.Name, !owner.DeletionTimestamp.IsZero())),
+	})
+}
+
+// shards keeps a sandboxOf org in its production org's shard (sharding.sfops.io/key). Only the
+// sandbox side is refused: creating a sandboxOf org in another shard than its production org, or
+// changing its shard label or its sandboxOf so that it lands in one. A production org may be
+// relabelled, with a warning naming the sandboxes it leaves behind, which the controller reports
+// as ShardMismatch until they follow: refusing both sides would deadlock a move, since kubectl
+// relabels one object at a time. `kubectl label sforg <production> <sandboxes...> ...` moves
+// them together, production first. A sandbox left behind may still be edited, with a warning.
+func (v *OrgValidator) shards(ctx context.Context, org, old *sfv1.SalesforceOrg) (admission.Warnings, error) {
+	var warnings admission.Warnings
+	relabelled := old == nil || !rules.SameShard(old, org)
+	if sb := org.Spec.SandboxOf; sb != nil {
+		msg, err := rules.ShardConflict(ctx, v.Reader, org)
+		if err != nil {
+			return nil, err
+		}
+		sameProduction := old != nil && old.Spec.SandboxOf != nil && old.Spec.SandboxOf.ProductionOrgRef.Name == sb.ProductionOrgRef.Name
+		switch {
+		case msg == "":
+		case relabelled || !sameProduction:
+			path := field.NewPath("spec", "sandboxOf", "productionOrgRef", "name")
+			var value any = sb.ProductionOrgRef.Name
+			if relabelled {
+				path, value = field.NewPath("metadata", "labels").Key(sfv1.ShardLabel), field.OmitValueType{}
+				if shard, ok := org.Labels[sfv1.ShardLabel]; ok {
+					value = shard
+				}
+			}
+			if relabelled && sameProduction {
+				msg += fmt.Sprintf(" To move both, relabel the production org first: %s.", rules.MoveTogetherCommand(sb.ProductionOrgRef.Name, org))
+			}
+			return nil, apierrors.NewInvalid(sfv1.GroupVersion.WithKind("SalesforceOrg").GroupKind(), org.Name, field.ErrorList{
+				field.Invalid(path, value, msg),
+			})
+		default:
+			warnings = append(warnings, msg)
+		}
+	}
+	if relabelled {
+		_, msg, err := rules.SandboxesLeftBehind(ctx, v.Reader, org)
+		if err != nil {
+			return nil, err
+		}
+		if msg != "" {
+			warnings = append(warnings, msg)
+		}
+	}
+	return warnings, nil
 }
 
 // inUse is the refusal for an org that stages still hold: 403 Forbidden, with the full sentence.

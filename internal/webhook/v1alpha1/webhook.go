@@ -1,6 +1,7 @@
 // Package v1alpha1 holds the admission webhooks of salesforce.sfops.io/v1alpha1: the rules that
 // need other objects (an org in use cannot be deactivated or deleted; one default Dev Hub per
-// namespace; one production org per implementation) and the created-by record. Single-object
+// namespace; one production org per implementation; one org per Secret key holding a refresh
+// token; a sandbox in its production org's shard) and the created-by record. Single-object
 // rules live in the CRD schema, not here. The webhooks read through the uncached API reader, with
 // the CRDs' selectable fields as server-side field selectors, so a refusal never rests on a stale
 // cache; they never read Secrets and never call Salesforce.
