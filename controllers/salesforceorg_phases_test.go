@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -142,6 +143,9 @@ func newHarness(t *testing.T, funcs *interceptor.Funcs, objs ...client.Object) *
 	b := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).
 		WithStatusSubresource(&sfv1.SalesforceOrg{}, &sfv1.PipelineStage{}, &sfv1.SalesforceImplementation{})
 	if err := index.Setup(context.Background(), indexer{b}); err != nil {
+		t.Fatal(err)
+	}
+	if err := index.SetupAuthSecret(context.Background(), indexer{b}); err != nil {
 		t.Fatal(err)
 	}
 	if funcs != nil {
@@ -418,5 +422,34 @@ func TestImplementationLookupFailureStopsTheCheck(t *testing.T) {
 	}
 	if h.checker.count() != 0 {
 		t.Fatal("an org whose implementation is unknown was checked")
+	}
+}
+
+// Two orgs on one Secret key (admission bypassed): the older keeps the chain, the newer stalls
+// with SecretKeyInUse naming it, and nothing reaches Salesforce for it.
+func TestSecondOrgOnOneSecretKeyStalls(t *testing.T) {
+	first, second := testOrg("first"), testOrg("second")
+	first.CreationTimestamp = metav1.NewTime(time.Now().Add(-time.Hour).Truncate(time.Second))
+	second.CreationTimestamp = metav1.NewTime(time.Now().Truncate(time.Second))
+	second.Spec.AuthSecretRef.Name = "first-auth"
+	h := newHarness(t, nil, authSecret("first-auth"), first, second)
+	h.r.secretUsers = newSecretUsers()
+	h.r.secretUsers.add(first)
+	h.r.secretUsers.add(second)
+	if _, err := h.reconcile(t, "second"); err != nil {
+		t.Fatal(err)
+	}
+	if h.checker.count() != 0 {
+		t.Fatalf("%d checks for an org whose Secret key another org owns", h.checker.count())
+	}
+	c := findCondition(h.org(t, "second").Status.Conditions, sfv1.ConditionReady)
+	if c == nil || c.Reason != sfv1.ReasonSecretKeyInUse || !strings.Contains(c.Message, `SalesforceOrg "first"`) {
+		t.Fatalf("Ready: %+v", c)
+	}
+	if _, err := h.reconcile(t, "first"); err != nil {
+		t.Fatal(err)
+	}
+	if h.checker.count() != 1 {
+		t.Fatalf("the older org was not checked (%d checks)", h.checker.count())
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
+	"github.com/sfops/salesforce-operator/internal/rules"
 	"github.com/sfops/salesforce-operator/internal/salesforce"
 )
 
@@ -37,7 +38,7 @@ func (r *SalesforceOrgReconciler) production(ctx context.Context, sc *orgScope) 
 		if !apierrors.IsNotFound(err) {
 			return unhandled(err, "Reading the production org %q failed", name)
 		}
-		if err := r.shardOfProduction(ctx, sc, name); err != nil {
+		if err := r.shardOfProduction(ctx, sc); err != nil {
 			return err
 		}
 		why = "does not exist (yet)"
@@ -58,33 +59,14 @@ func (r *SalesforceOrgReconciler) production(ctx context.Context, sc *orgScope) 
 }
 
 // shardOfProduction tells a production org that is missing from a production org in another
-// shard (this manager's cache holds its own shard only): read live, by metadata.
-func (r *SalesforceOrgReconciler) shardOfProduction(ctx context.Context, sc *orgScope, name string) error {
-	m := &metav1.PartialObjectMetadata{}
-	m.SetGroupVersionKind(sfv1.GroupVersion.WithKind("SalesforceOrg"))
-	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: sc.org.Namespace, Name: name}, m)
-	if err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	mine, theirs := sc.org.Labels[sfv1.ShardLabel], m.GetLabels()[sfv1.ShardLabel]
-	if mine == theirs {
-		return nil // the cache has not seen it yet: its event wakes the sandbox
-	}
-	msg := fmt.Sprintf("The sandbox is in %s but its production org, SalesforceOrg %q, is in %s (label %s): only the production org's shard may exchange its refresh token. Label the sandbox %s=%s.",
-		shardName(mine), name, shardName(theirs), sfv1.ShardLabel, sfv1.ShardLabel, theirs)
-	if theirs == "" {
-		msg = fmt.Sprintf("The sandbox is in %s but its production org, SalesforceOrg %q, is in %s (label %s): only the production org's shard may exchange its refresh token. Remove the label from the sandbox (kubectl label sforg %s %s-).",
-			shardName(mine), name, shardName(theirs), sfv1.ShardLabel, sc.org.Name, sfv1.ShardLabel)
+// shard (this manager's cache holds its own shard only): read live, only then.
+func (r *SalesforceOrgReconciler) shardOfProduction(ctx context.Context, sc *orgScope) error {
+	msg, err := rules.ShardConflict(ctx, r.APIReader, sc.org)
+	if err != nil || msg == "" {
+		return client.IgnoreNotFound(err) // none, or the cache has not seen it yet: its event wakes the sandbox
 	}
 	r.setDisconnected(ctx, sc.org, sfv1.ReasonShardMismatch, msg)
 	return stall(r.interval(sc.org), sfv1.ReasonShardMismatch, "%s", msg)
-}
-
-func shardName(v string) string {
-	if v == "" {
-		return "no shard (the unsharded manager)"
-	}
-	return fmt.Sprintf("shard %q", v)
 }
 
 // Keys of the Secret that holds a sandbox's credential: an auth URL when the production org uses
@@ -242,7 +224,23 @@ func isCheckError(err error) bool {
 
 // chainOwner stops an org whose credential chain another, older org already stores at the same
 // Secret key (admission refuses the second; this reports it when admission was bypassed): one
-// chain, one owner.
+// chain, one owner. The Secret-to-orgs map makes it free unless two orgs name one Secret.
 func (r *SalesforceOrgReconciler) chainOwner(ctx context.Context, sc *orgScope) error {
-	return nil
+	org := sc.org
+	key, ok := rules.ChainKey(org)
+	if !ok || r.secretUsers == nil || len(r.secretUsers.orgs(org.Namespace, key.Secret)) < 2 {
+		return nil
+	}
+	sharers, err := rules.ChainSharers(ctx, r.APIReader, org)
+	if err != nil {
+		return unhandled(err, "Listing the orgs that name Secret %q failed", key.Secret)
+	}
+	if len(sharers) == 0 || rules.Older(org, &sharers[0]) {
+		return nil
+	}
+	msg := rules.ChainInUseMessage(org, sharers[0].Name, !sharers[0].DeletionTimestamp.IsZero())
+	org.Status.LastCheckTime = &metav1.Time{Time: time.Now()}
+	sc.checked = true
+	r.setDisconnected(ctx, org, sfv1.ReasonSecretKeyInUse, msg)
+	return stall(r.interval(org), sfv1.ReasonSecretKeyInUse, "%s", msg)
 }

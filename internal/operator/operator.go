@@ -183,9 +183,11 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		}},
 		Cache:      cacheOpts,
 		Controller: config.Controller{SkipNameValidation: &o.SkipNameValidation},
-		// A graceful stop waits for in-flight checks, whose rotated-token write-backs must finish:
-		// the Salesforce timeout plus one Secret write. The Deployment's grace period is longer.
-		GracefulShutdownTimeout: ptr(max(o.SalesforceTimeout, salesforce.DefaultTimeout) + 15*time.Second),
+		// A graceful stop starts no new exchange (a done context sends no token request) and waits
+		// for the ones in flight, whose rotated-token write-backs must finish: the longest a
+		// claimed exchange may take (salesforce.ClaimTTL), or a Salesforce call plus one Secret
+		// write. The Deployment's grace period is longer.
+		GracefulShutdownTimeout: ptr(max(max(o.SalesforceTimeout, salesforce.DefaultTimeout)+15*time.Second, salesforce.ClaimTTL+5*time.Second)),
 		// Hand the lease over as soon as the manager has stopped, instead of after its expiry.
 		LeaderElectionReleaseOnCancel: true,
 	}
