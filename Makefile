@@ -50,6 +50,10 @@ test: envtest vet ## Run every test (unit and envtest) with the race detector.
 test-faults: envtest ## Fault injection: the manager killed or stopped mid-rotation (40 trials per cell), an API-server outage under the leader, the lease hand-over.
 	$(GO) run ./hack/faults $(FAULTSFLAGS)
 
+.PHONY: test-chains
+test-chains: envtest ## One owner per credential chain under load: production + 6 sandboxOf sandboxes needing its rotating token at once, 300 rounds (CHAIN_STRESS_ITERATIONS), a table of spent tokens presented.
+	CHAIN_STRESS_ITERATIONS=$(or $(CHAIN_STRESS_ITERATIONS),300) $(GO) test -count=1 -v -timeout 30m -run '^TestProductionChainUnderLoad$$' ./controllers/
+
 .PHONY: fidelity
 fidelity: ## Run the real Salesforce CLI against the fake Salesforce (installs it from npm into bin/fidelity once).
 	bash hack/fidelity/run.sh $(ARGS)

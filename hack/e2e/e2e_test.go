@@ -336,7 +336,9 @@ func (s *suite) rollingUpgrade(t *testing.T) {
 	for _, name := range rotating {
 		s.orgs[name].SetRotateRefreshTokens(true)
 	}
-	exchanges := s.fake.Calls("token")
+	// Reuse detection and concurrent-refresh refusal are on with rotation, as at Salesforce: one
+	// spent token presented by either manager revokes the org's chain.
+	exchanges, spentBefore := s.fake.Calls("token"), s.fake.SpentTokensPresented()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var refused []string // admission must keep answering throughout the rollout
@@ -406,8 +408,13 @@ func (s *suite) rollingUpgrade(t *testing.T) {
 			return ""
 		})
 	}
-	t.Logf("upgraded to %s with %d token exchanges (each rotating the refresh token) during the rollout; every Secret holds its org's live token",
-		s.env.nextImage, rotations)
+	spent := s.fake.SpentTokensPresented() - spentBefore
+	t.Logf("upgraded to %s with %d token exchanges (each rotating the refresh token) during the rollout; every Secret holds its org's live token\n"+
+		"| token exchanges | spent tokens presented | concurrent refreshes refused |\n|---|---|---|\n| %d | %d | %d |",
+		s.env.nextImage, rotations, rotations, spent, s.fake.ConcurrentRefreshesRefused())
+	if spent != 0 {
+		t.Fatalf("%d spent refresh tokens presented during the rollout: two managers exchanged one chain", spent)
+	}
 }
 
 // uninstall removes the demo (the manager releases its finalizers) and then the operator, and
