@@ -112,10 +112,7 @@ func (ch *orgChain) Claim(ctx context.Context, cred salesforce.AuthURL, seen sal
 	}
 	now := time.Now()
 	if holder, until, ok := parseClaim(secret.Annotations[ExchangeClaimAnnotation]); ok && holder != processHolder && now.Before(until.Add(claimSkew)) {
-		after := until.Add(claimSkew).Sub(now)
-		return time.Time{}, retry(after, sfv1.ReasonProgressing,
-			"Another operator process (%s) is exchanging this org's refresh token: its claim on Secret %q ends at %s. This one waits, so that the token is never spent twice.",
-			holder, secret.Name, until.UTC().Format(time.RFC3339))
+		return time.Time{}, &claimHeldError{holder: holder, secret: secret.Name, until: until, after: until.Add(claimSkew).Sub(now)}
 	}
 	until := now.Add(salesforce.ClaimTTL)
 	upd := secret.DeepCopy()
@@ -159,6 +156,20 @@ func (ch *orgChain) Persist(ctx context.Context, from, rotated salesforce.AuthUR
 		ch.version = ch.sc.writtenSecretVersion
 	}
 	return nil
+}
+
+// claimHeldError: another process claimed the chain's exchange. The org waits for the claim to
+// end (or for the Secret to change, which wakes it), and its status says nothing new meanwhile:
+// a hand-over is no failure.
+type claimHeldError struct {
+	holder, secret string
+	until          time.Time
+	after          time.Duration
+}
+
+func (e *claimHeldError) Error() string {
+	return fmt.Sprintf("another operator process (%s) is exchanging the refresh token in Secret %q until %s",
+		e.holder, e.secret, e.until.UTC().Format(time.RFC3339))
 }
 
 // parseClaim reads "<holder> <until>".

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
 	"github.com/sfops/salesforce-operator/internal/index"
@@ -619,7 +620,12 @@ func (r *SalesforceOrgReconciler) check(ctx context.Context, sc *orgScope, secre
 		}
 	}
 	var pe *salesforce.ProductionError
-	if errors.As(err, &pe) {
+	var held *claimHeldError
+	switch {
+	case errors.As(err, &pe) && errors.As(pe.Err, &held), errors.As(err, &held):
+		log.FromContext(ctx).V(1).Info("waiting for another process's claim on the credential", "claim", held.Error())
+		return r.summarise(ctx, sc, held.after)
+	case errors.As(err, &pe):
 		return r.productionFailed(ctx, sc, pe.Err, now)
 	}
 	if err != nil && !isCheckError(err) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -11,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
+	"github.com/sfops/salesforce-operator/controllers"
 	"github.com/sfops/salesforce-operator/internal/salesforce/sftest"
 )
 
@@ -193,3 +195,46 @@ func TestSecretNotWritableIsSaidBeforeARotation(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// Another process's live claim on the Secret (a leader or shard hand-over, an upgrade) holds this
+// one's exchange back until the claim ends; meanwhile the org stays as it was (Ready True).
+func TestForeignClaimHoldsTheExchangeBack(t *testing.T) {
+	ns := newNamespace(t)
+	ctx := context.Background()
+	fo, _ := connectedOrg(t, ns, "claimed", sftest.Production, sfv1.OrgTypeProduction)
+	fo.SetRotateRefreshTokens(true)
+	granted := fo.RefreshesGranted()
+	s := &corev1.Secret{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "claimed-auth"}, s); err != nil {
+		t.Fatal(err)
+	}
+	ends := time.Now().Add(time.Second)
+	if s.Annotations == nil {
+		s.Annotations = map[string]string{}
+	}
+	s.Annotations[controllers.ExchangeClaimAnnotation] = "other-process-1 " + ends.UTC().Format(time.RFC3339)
+	if err := k8s.Update(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	fo.ExpireAccessTokens()
+	requestCheck(t, ns, "claimed")
+	for time.Now().Before(ends.Add(4 * time.Second)) {
+		if fo.RefreshesGranted() != granted {
+			t.Fatal("the refresh token was exchanged while another process's claim was live")
+		}
+		if c := condition(getOrg(t, ns, "claimed").Status.Conditions, sfv1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+			t.Fatalf("Ready while waiting for a claim: %+v", c)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	eventually(t, "the exchange once the claim ended", func() string {
+		if fo.RefreshesGranted() == granted {
+			return "no exchange yet"
+		}
+		return ""
+	})
+	waitOrgReady(t, ns, "claimed", metav1.ConditionTrue, sfv1.ReasonConnected)
+	if n := fo.SpentTokensPresented(); n != 0 {
+		t.Fatalf("%d spent refresh tokens presented", n)
+	}
+}
