@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,6 +37,9 @@ func chainStressIterations(t *testing.T) int {
 // good. Every round must present 0 spent tokens and end with every org Connected.
 func TestProductionChainUnderLoad(t *testing.T) {
 	ns := newNamespace(t)
+	// Secret reads as slow as a busy API server's: a reader that read the production Secret before
+	// another reader's rotation reaches the client after it.
+	mgrRequests.slowSecretReads(ns, 40*time.Millisecond)
 	prodFake, _ := connectedOrg(t, ns, "prod", sftest.Production, sfv1.OrgTypeProduction)
 	prodFake.SetRotateRefreshTokens(true) // reuse detection and concurrent-refresh refusal are on with it
 	const sandboxes = 6

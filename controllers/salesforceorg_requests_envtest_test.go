@@ -1,11 +1,13 @@
 package controllers_test
 
 import (
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
 	"github.com/sfops/salesforce-operator/internal/salesforce/sftest"
@@ -14,8 +16,9 @@ import (
 // requestLog records the manager's requests to the API server as "VERB resource[/subresource]",
 // by namespace, so a test can count what one re-check costs the API server.
 type requestLog struct {
-	mu   sync.Mutex
-	seen []loggedRequest
+	mu        sync.Mutex
+	seen      []loggedRequest
+	slowReads map[string]time.Duration // by namespace; see slowSecretReads
 }
 
 type loggedRequest struct{ namespace, what string }
@@ -25,9 +28,25 @@ func (l *requestLog) wrap(rt http.RoundTripper) http.RoundTripper {
 		ns, what := describeRequest(req)
 		l.mu.Lock()
 		l.seen = append(l.seen, loggedRequest{ns, what})
+		slow := l.slowReads[ns]
 		l.mu.Unlock()
+		if slow > 0 && what == "GET secrets" {
+			time.Sleep(time.Duration(rand.Int64N(int64(slow))))
+		}
 		return rt.RoundTrip(req)
 	})
+}
+
+// slowSecretReads makes the manager's Secret reads in namespace ns take up to max, at random (0:
+// as fast as they are), as a busy API server does: it widens the moments in which two readers
+// of one credential can interleave.
+func (l *requestLog) slowSecretReads(ns string, max time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.slowReads == nil {
+		l.slowReads = map[string]time.Duration{}
+	}
+	l.slowReads[ns] = max
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
