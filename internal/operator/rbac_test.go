@@ -169,7 +169,12 @@ func runAsServiceAccount(t *testing.T, tc rbacCase) {
 		if string(s.Data[sfv1.DefaultAuthSecretKey]) != prod.AuthURL() {
 			return "the Secret holds an old token"
 		}
-		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "prod-rotation"}, &corev1.Secret{}); err != nil {
+		org := &sfv1.SalesforceOrg{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "prod"}, org); err != nil {
+			return err.Error()
+		}
+		record := "prod-rotation-" + strings.ReplaceAll(string(org.UID), "-", "")[:8]
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: record}, &corev1.Secret{}); err != nil {
 			return "rotation record: " + err.Error()
 		}
 		return ""

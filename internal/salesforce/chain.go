@@ -199,10 +199,16 @@ func (c *Client) load(ctx context.Context, s *session, ch Chain) error {
 			return err
 		}
 	default:
-		*s = session{lock: s.lock, limiter: s.limiter, lastUsed: s.lastUsed, cred: cr}
+		s.reset(cr)
 	}
 	s.version = ch.Version()
 	return nil
+}
+
+// reset starts the session afresh with a new credential (a new chain in the same place).
+func (s *session) reset(cred Credential) {
+	s.cred, s.version, s.pending, s.pendingFrom, s.spent, s.rotation = cred, "", nil, AuthURL{}, nil, RotationUnknown
+	s.access, s.instanceURL, s.orgID, s.userID = "", "", "", ""
 }
 
 func (s *session) isSpent(cred Credential) bool {
