@@ -209,10 +209,21 @@ func (r *SalesforceOrgReconciler) productionFailed(ctx context.Context, sc *orgS
 	}
 	name := sc.org.Spec.SandboxOf.ProductionOrgRef.Name
 	msg := fmt.Sprintf("The sandbox is authorised through its production org, SalesforceOrg %q, whose credential failed: %s The sandbox reconnects when that org does.", name, why)
+	if se != nil && se.Reason == salesforce.ReasonCredentialRejected {
+		msg = fmt.Sprintf("The sandbox is authorised through its production org, SalesforceOrg %q, whose credential Salesforce rejected (%s): reconnect the production org (kubectl salesforce reconnect %s); the sandbox reconnects when it does.",
+			name, withCodeOf(se), name)
+	}
 	sc.checked = true
 	sc.org.Status.LastCheckTime = &metav1.Time{Time: now}
 	r.setDisconnected(ctx, sc.org, sfv1.ReasonProductionOrgNotReady, msg)
 	return summary{}, 0, wait(r.interval(sc.org), sfv1.ReasonProductionOrgNotReady, "%s", msg)
+}
+
+func withCodeOf(se *salesforce.Error) string {
+	if se.Code != "" {
+		return se.Code
+	}
+	return "no code given"
 }
 
 // isCheckError is an error of the Salesforce client (a check outcome), as opposed to a typed

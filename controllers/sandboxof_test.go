@@ -173,3 +173,37 @@ func TestSandboxAuthorisedThroughAJWTProduction(t *testing.T) {
 	}
 	eventually(t, "a SandboxRefreshed event", func() string { return findEvent(t, ns, "uat", "Normal", sfv1.ReasonSandboxRefreshed) })
 }
+
+// A failure of the production org's credential lands on the production org: its sandbox says
+// ProductionOrgNotReady naming it (never "log in again" for itself), and reconnects within
+// seconds of the production org reconnecting.
+func TestProductionFailureLandsOnProduction(t *testing.T) {
+	ns := newNamespace(t)
+	prodFake, _ := connectedOrg(t, ns, "prod", sftest.Production, sfv1.OrgTypeProduction)
+	prodFake.SetRotateRefreshTokens(true)
+	sbFake := fakeSF.AddOrg(sftest.OrgSpec{Name: ns + "-qa", Kind: sftest.Sandbox, Production: prodFake, SandboxName: "qa"})
+	mustCreate(t, sandboxOfOrg(ns, "qa", "prod", "qa"))
+	waitOrgReady(t, ns, "qa", metav1.ConditionTrue, sfv1.ReasonConnected)
+
+	prodFake.RevokeRefreshTokens() // the production org's user logged out everywhere
+	sbFake.RevokeRefreshTokens()   // the sandbox must be authorised through production again
+	waitHandled(t, ns, "qa", requestCheck(t, ns, "qa"))
+	got := waitOrgReady(t, ns, "qa", metav1.ConditionFalse, sfv1.ReasonProductionOrgNotReady)
+	c := condition(got.Status.Conditions, sfv1.ConditionReady)
+	if !strings.Contains(c.Message, `SalesforceOrg "prod"`) || strings.Contains(c.Message, "sf org login") {
+		t.Fatalf("the sandbox's message: %s", c.Message)
+	}
+
+	fresh := prodFake.Reauthorize() // a person reconnects the production org
+	putSecret(t, ns, "prod-auth", fresh)
+	waitOrgReady(t, ns, "prod", metav1.ConditionTrue, sfv1.ReasonConnected)
+	eventuallyWithin(t, 10*time.Second, "the sandbox connected again", func() string {
+		if c := condition(getOrg(t, ns, "qa").Status.Conditions, sfv1.ConditionConnected); c == nil || c.Status != metav1.ConditionTrue {
+			return fmt.Sprintf("Connected: %+v", c)
+		}
+		return ""
+	})
+	if n := prodFake.SpentTokensPresented() + sbFake.SpentTokensPresented(); n != 0 {
+		t.Fatalf("%d spent refresh tokens presented", n)
+	}
+}
