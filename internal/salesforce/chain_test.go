@@ -144,11 +144,17 @@ func TestOneChainTwoUsersNeverPresentASpentToken(t *testing.T) {
 		}
 		o.ExpireAccessTokens() // every round needs an exchange
 	}
+	wantLiveChain(t, o, ch)
+}
+
+// wantLiveChain: no spent token was presented, and the store holds the org's live token.
+func wantLiveChain(t *testing.T, o *sftest.Org, ch *memChain) {
+	t.Helper()
 	if n := o.SpentTokensPresented(); n != 0 {
 		t.Fatalf("%d spent refresh tokens presented", n)
 	}
 	if ch.get().RefreshToken != authURL(t, o).RefreshToken {
-		t.Fatal("the store does not hold the org's current refresh token")
+		t.Fatal("the store does not hold the org's live refresh token")
 	}
 }
 
@@ -216,12 +222,7 @@ func TestPendingRotationBlocksTheChain(t *testing.T) {
 	if _, err := c.CheckChain(context.Background(), ch, "x"); err != nil {
 		t.Fatal(err)
 	}
-	if n := o.SpentTokensPresented(); n != 0 {
-		t.Fatalf("%d spent refresh tokens presented", n)
-	}
-	if ch.get().RefreshToken != authURL(t, o).RefreshToken {
-		t.Fatal("the store does not hold the live token")
-	}
+	wantLiveChain(t, o, ch)
 }
 
 // A dead value written back into the store (a GitOps revert) is never exchanged: the newest is
