@@ -12,7 +12,12 @@
 //     redacted in every form (fmt, JSON, slog, logr), errors carry Salesforce's own message text
 //     only, scrubbed of anything secret, and wrapped errors are never ones that could hold a
 //     token or a response body;
-//   - write to an org: every call it makes is a read.
+//   - write to an org: every call it makes is a read;
+//   - present a refresh token twice, or two at once: Salesforce enforces one-time-use refresh
+//     tokens and revokes the whole chain on a replay. Every stored credential is used through its
+//     Chain (chain.go): one session and one lock per place it is stored, the stored value re-read
+//     and the exchange claimed before each refresh, a rotation saved before its access token is
+//     used, and no exchange started once the caller's context is done.
 //
 // Every failure is an *Error whose Reason belongs to a small closed set (see Reason), stable
 // enough to be a Kubernetes condition reason, and which says whether retrying can help.
