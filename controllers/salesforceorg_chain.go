@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -125,6 +127,7 @@ func (ch *orgChain) Claim(ctx context.Context, cred salesforce.AuthURL, seen sal
 	case err == nil:
 		sc.secret, sc.writtenSecretVersion, ch.version = upd, upd.ResourceVersion, upd.ResourceVersion
 		ch.claimed = &cred
+		r.claims.add(ch.secret, until)
 		r.noteWritable(ctx, sc, upd, nil)
 		return until, nil
 	case apierrors.IsConflict(err):
@@ -243,4 +246,72 @@ func (r *SalesforceOrgReconciler) noteWritable(ctx context.Context, sc *orgScope
 	if status == metav1.ConditionFalse && (prev == nil || prev.Reason != reason) {
 		r.Notify.warning(ctx, sc.org, reason, "ProbeSecret", "%s", msg)
 	}
+}
+
+// claimRegistry remembers the claims this process wrote and may still hold, so that a graceful
+// stop ends them: the next leader (or the upgraded pod) then exchanges at once instead of waiting
+// for them to run out. A killed process leaves its claims to expire, as it must: a token request
+// of it may still be in flight.
+type claimRegistry struct {
+	active atomic.Int64 // reconciles in progress
+
+	mu     sync.Mutex
+	claims map[types.NamespacedName]time.Time // Secret → when its claim ends
+}
+
+func (c *claimRegistry) add(secret types.NamespacedName, until time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.claims == nil {
+		c.claims = map[types.NamespacedName]time.Time{}
+	}
+	c.claims[secret] = until
+}
+
+// live takes the claims that have not ended yet.
+func (c *claimRegistry) live(now time.Time) []types.NamespacedName {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []types.NamespacedName
+	for s, until := range c.claims {
+		if until.After(now) {
+			out = append(out, s)
+		}
+	}
+	c.claims = nil
+	return out
+}
+
+// releaseClaimsOnStop is a runnable of the leader-elected group: when the manager stops, it waits
+// for the reconciles in progress to end (they start no exchange once stopping, and finish the ones
+// in flight), then removes this process's live claims, before the lease is released.
+type releaseClaimsOnStop struct{ r *SalesforceOrgReconciler }
+
+func (releaseClaimsOnStop) NeedLeaderElection() bool { return true }
+
+func (rc releaseClaimsOnStop) Start(ctx context.Context) error {
+	<-ctx.Done()
+	deadline := time.Now().Add(salesforce.ClaimTTL)
+	for rc.r.claims.active.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, name := range rc.r.claims.live(time.Now()) {
+		rc.r.releaseClaim(quiet(rctx), name)
+	}
+	return nil
+}
+
+// releaseClaim removes this process's claim from the Secret, if it is still there.
+func (r *SalesforceOrgReconciler) releaseClaim(ctx context.Context, name types.NamespacedName) {
+	s := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, name, s); err != nil {
+		return
+	}
+	if holder, _, ok := parseClaim(s.Annotations[ExchangeClaimAnnotation]); !ok || holder != processHolder {
+		return
+	}
+	delete(s.Annotations, ExchangeClaimAnnotation)
+	_ = r.Update(ctx, s) // a conflict means someone wrote it since: then the claim is theirs to judge
 }

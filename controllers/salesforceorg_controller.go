@@ -75,6 +75,8 @@ type SalesforceOrgReconciler struct {
 	memory sync.Map
 	// secretUsers names the orgs each credential Secret serves (set up with the manager).
 	secretUsers *secretUsers
+	// claims are the exchange claims this process holds, released when it stops (claims.go).
+	claims claimRegistry
 }
 
 // orgMemory is what this manager remembers of one org between reconciles. It is kept small:
@@ -133,6 +135,8 @@ type orgScope struct {
 // Reconcile runs the fixed prologue, then the phases in order:
 // usage → delete | implementation → idle → due? → credential (and rotation) → check → summarise.
 func (r *SalesforceOrgReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	r.claims.active.Add(1)
+	defer r.claims.active.Add(-1)
 	r.started()
 	org := &sfv1.SalesforceOrg{}
 	if err := r.Get(ctx, req.NamespacedName, org); err != nil {

@@ -453,3 +453,29 @@ func TestSecondOrgOnOneSecretKeyStalls(t *testing.T) {
 		t.Fatalf("the older org was not checked (%d checks)", h.checker.count())
 	}
 }
+
+// A graceful stop ends the claims this process still holds (once no reconcile is in progress),
+// and leaves another process's claim alone.
+func TestGracefulStopReleasesOwnClaims(t *testing.T) {
+	own, other := authSecret("own-auth"), authSecret("other-auth")
+	until := time.Now().Add(time.Minute)
+	own.Annotations = map[string]string{ExchangeClaimAnnotation: processHolder + " " + until.UTC().Format(time.RFC3339)}
+	other.Annotations = map[string]string{ExchangeClaimAnnotation: "someone-else " + until.UTC().Format(time.RFC3339)}
+	h := newHarness(t, nil, own, other)
+	h.r.claims.add(k8stypes.NamespacedName{Namespace: "ns", Name: "own-auth"}, until)
+	h.r.claims.add(k8stypes.NamespacedName{Namespace: "ns", Name: "other-auth"}, until)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := (releaseClaimsOnStop{r: h.r}).Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"own-auth": false, "other-auth": true} {
+		s := &corev1.Secret{}
+		if err := h.c.Get(context.Background(), client.ObjectKey{Namespace: "ns", Name: name}, s); err != nil {
+			t.Fatal(err)
+		}
+		if _, has := s.Annotations[ExchangeClaimAnnotation]; has != want {
+			t.Errorf("%s: claim there %v, want %v", name, has, want)
+		}
+	}
+}

@@ -35,6 +35,9 @@ func (r *SalesforceOrgReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.SecretMetadata = mgr.GetCache()
 	}
 	r.secretUsers = newSecretUsers()
+	if err := mgr.Add(releaseClaimsOnStop{r: r}); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&sfv1.SalesforceOrg{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{},
