@@ -64,6 +64,7 @@ func TestProductionChainUnderLoad(t *testing.T) {
 		disconnected, notConnected int
 	}
 	var rows []row
+	var why []string
 	iterations := chainStressIterations(t)
 	block := max(1, iterations/5)
 	cur := row{}
@@ -85,21 +86,27 @@ func TestProductionChainUnderLoad(t *testing.T) {
 		}
 		wg.Wait()
 		for j, n := range all {
-			org := waitHandled(t, ns, n, reqs[j])
-			eventually(t, n+" Connected", func() string {
+			// Each org must handle the request and be Connected; one that is not within the
+			// limit is counted (and the run goes on, so the table shows where it went wrong).
+			deadline := time.Now().Add(15 * time.Second)
+			for {
 				o := getOrg(t, ns, n)
 				c := meta.FindStatusCondition(o.Status.Conditions, sfv1.ConditionConnected)
-				if c == nil || c.Status != metav1.ConditionTrue {
-					if c != nil && c.Reason != sfv1.ReasonProductionOrgNotReady {
-						cur.disconnected++
-					}
-					return fmt.Sprintf("%v", c)
+				if o.Status.LastHandledReconcileAt == reqs[j] && c != nil && c.Status == metav1.ConditionTrue {
+					break
 				}
-				return ""
-			})
-			_ = org
+				if time.Now().After(deadline) {
+					cur.disconnected++
+					if c != nil {
+						why = append(why, fmt.Sprintf("round %d, %s: %s: %s", i+1, n, c.Reason, c.Message))
+					}
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 		}
-		if (i+1)%block == 0 || i == iterations-1 {
+		lastRound := i == iterations-1 || cur.disconnected > 0 // a revoked chain stays revoked: stop there
+		if (i+1)%block == 0 || lastRound {
 			cur.rounds = fmt.Sprintf("%d–%d", start+1, i+1)
 			cur.exchanges = prodFake.RefreshesGranted() - exchangesBefore
 			cur.spent = prodFake.SpentTokensPresented()
@@ -114,6 +121,9 @@ func TestProductionChainUnderLoad(t *testing.T) {
 				}
 			}
 			rows = append(rows, cur)
+			if cur.disconnected > 0 {
+				break
+			}
 			cur, start, exchangesBefore = row{}, i+1, prodFake.RefreshesGranted()
 		}
 	}
@@ -127,7 +137,7 @@ func TestProductionChainUnderLoad(t *testing.T) {
 	}
 	t.Log("\n" + b.String())
 	if failed {
-		t.Fatal("a spent refresh token was presented, or an org was disconnected (see the table)")
+		t.Fatalf("a spent refresh token was presented, or an org was disconnected (see the table):\n%s", strings.Join(why[:min(len(why), 10)], "\n"))
 	}
 	for _, n := range all {
 		for _, e := range orgEvents(t, ns, n) {

@@ -30,10 +30,12 @@ func (l *requestLog) wrap(rt http.RoundTripper) http.RoundTripper {
 		l.seen = append(l.seen, loggedRequest{ns, what})
 		slow := l.slowReads[ns]
 		l.mu.Unlock()
+		resp, err := rt.RoundTrip(req)
 		if slow > 0 && what == "GET secrets" {
+			// The answer was read now and arrives later: what it says may be stale by then.
 			time.Sleep(time.Duration(rand.Int64N(int64(slow))))
 		}
-		return rt.RoundTrip(req)
+		return resp, err
 	})
 }
 
