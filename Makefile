@@ -81,7 +81,8 @@ build: ## Build the manager (bin/manager) and the kubectl plugin (bin/kubectl-sa
 	$(GO) build -o bin/kubectl-salesforce ./cmd/kubectl-salesforce
 
 .PHONY: run
-run: envtest ## Run the operator: against KUBECONFIG's cluster if reachable, else on an embedded local control plane.
+run: envtest ## Run the operator: against KUBECONFIG's cluster if reachable, else on an embedded local control plane with a demo (builds the kubectl plugin into bin/ too).
+	$(GO) build -o bin/kubectl-salesforce ./cmd/kubectl-salesforce
 	$(GO) run ./hack/localdev $(ARGS)
 
 # The image `make image` writes: an OCI image layout tarball that is also a docker-archive.
