@@ -152,6 +152,11 @@ func buildPlugin(t *testing.T) string {
 // masked); the plugin's browser logs in as the demo user; nothing may be left at the end.
 func TestReadmeTourRunsAsPasted(t *testing.T) {
 	ctx := context.Background()
+	unlock, err := demo.LockCallbackPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
 	orgs, err := demo.Seed(ctx, k8s, fakeSF)
 	if err != nil {
 		t.Fatal(err)
