@@ -525,7 +525,7 @@ func TestValuesSchemaRefusesWrongValues(t *testing.T) {
 		{[]string{"--set", "image.tagg=v1"}, "additional properties 'tagg' not allowed"},
 		{[]string{"--set", "image.pullPolicy=Sometimes"}, "/image/pullPolicy"},
 		{[]string{"--set", "networkPolicy.enabled=yes please"}, "/networkPolicy/enabled"},
-		{[]string{"--set-json", `sharding.shards=["Shard_1"]`}, "/sharding/shards/0"},
+		{[]string{"--set-json", `namespaced.watchNamespaces=["Team_A"]`}, "/namespaced/watchNamespaces/0"},
 		{[]string{"--set-json", `extraArgs=["zap-log-level=debug"]`}, "/extraArgs/0"},
 	} {
 		_, err := helm(append([]string{"template", chartName, chartDir}, c.args...)...)
