@@ -134,6 +134,24 @@ func (b *tourBrowser) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.opened = append(b.opened, line)
 }
 
+// lockedBuffer is the terminal of a step: stdout and stderr, in the order they were written.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // buildPlugin builds kubectl-salesforce into a directory for PATH, as `make build` does.
 func buildPlugin(t *testing.T) string {
 	t.Helper()
@@ -183,8 +201,9 @@ func TestReadmeTourRunsAsPasted(t *testing.T) {
 		cctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 		cmd := exec.CommandContext(cctx, "bash", "-c", s.command)
 		cmd.Env = env
-		var stdout, stderr, both bytes.Buffer
-		cmd.Stdout, cmd.Stderr = io.MultiWriter(&stdout, &both), io.MultiWriter(&stderr, &both)
+		var stdout, stderr bytes.Buffer
+		both := &lockedBuffer{}
+		cmd.Stdout, cmd.Stderr = io.MultiWriter(&stdout, both), io.MultiWriter(&stderr, both)
 		err := cmd.Run()
 		cancel()
 		var wantErrs []string
