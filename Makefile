@@ -46,6 +46,17 @@ test: envtest vet ## Run every test (unit and envtest) with the race detector.
 	$(GO) test -race -count=1 ./... $(TESTFLAGS)
 	cd hack/cluster && $(GO) vet ./... && $(GO) test -count=1 ./...
 
+# Debian's Chromium for the browser test, installed when missing (as hack/cluster installs its packages).
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null || command -v "$(CHROMIUM)" >/dev/null 2>&1 || { echo "installing Debian's chromium for the browser test" >&2; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
+
+.PHONY: test-browser
+test-browser: envtest chromium ## A person with headless Chromium follows make run's banner: plugin login, reconnect and open against the demo's fake Salesforce; screenshots in bin/browser/.
+	SFOPS_BROWSER_REQUIRED=1 $(GO) test -count=1 -v -timeout 15m -run '^TestBrowserConnectsTheDemo$$' ./hack/localdev $(TESTFLAGS)
+
 .PHONY: test-faults
 test-faults: envtest ## Fault injection: the manager killed or stopped mid-rotation (40 trials per cell), an API-server outage under the leader, the lease hand-over.
 	$(GO) run ./hack/faults $(FAULTSFLAGS)
@@ -81,7 +92,8 @@ build: ## Build the manager (bin/manager) and the kubectl plugin (bin/kubectl-sa
 	$(GO) build -o bin/kubectl-salesforce ./cmd/kubectl-salesforce
 
 .PHONY: run
-run: envtest ## Run the operator: against KUBECONFIG's cluster if reachable, else on an embedded local control plane.
+run: envtest ## Run the operator: against KUBECONFIG's cluster if reachable, else on an embedded local control plane with a demo (builds the kubectl plugin into bin/ too).
+	$(GO) build -o bin/kubectl-salesforce ./cmd/kubectl-salesforce
 	$(GO) run ./hack/localdev $(ARGS)
 
 # The image `make image` writes: an OCI image layout tarball that is also a docker-archive.

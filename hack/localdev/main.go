@@ -2,8 +2,10 @@
 // CRDs and runs the operator against it (webhooks off: the cluster cannot call back into a laptop;
 // the finalizer backstop still protects orgs in use). With none, it starts an embedded control
 // plane (kube-apiserver and etcd from bin/k8s) with the CRDs and webhooks installed, a fake
-// Salesforce on loopback with a small demo namespace, writes a kubeconfig, and runs the operator.
-// Ctrl-C stops everything it started.
+// Salesforce on loopback with a small demo namespace, writes a kubeconfig (whose context names
+// the fake Salesforce for the kubectl plugin) and the fake's CA beside it, prints the demo user
+// of the fake's login page, and runs the operator. Ctrl-C stops everything it started. Only one
+// runs per checkout (a lock beside the kubeconfig), and it never attaches to another one's demo.
 package main
 
 import (
@@ -57,7 +59,21 @@ func run() error {
 	defer stop()
 	opts := operator.Options{MetricsAddr: *metricsAddr, ProbeAddr: *probeAddr} // plain HTTP on loopback for a laptop
 
-	cfg, external := reachableCluster()
+	path, err := filepath.Abs(*kubeconfigOut)
+	if err != nil {
+		return err
+	}
+	unlock, err := lockCheckout(filepath.Dir(path), relative(path))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	cfg, external, demoContext := reachableCluster()
+	if external && demoContext && !*embedded {
+		return fmt.Errorf("KUBECONFIG points at the demo of a make run that is still running (%s), perhaps in another checkout: "+
+			"use that demo, or stop it (Ctrl-C in its terminal) and run `unset KUBECONFIG` before make run to start a new one", cfg.Host)
+	}
 	if external && !*embedded {
 		fmt.Printf("Using the cluster in your kubeconfig (%s).\n", cfg.Host)
 		if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{Paths: []string{"config/crd/bases"}, ErrorIfPathMissing: true}); err != nil {
@@ -71,6 +87,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	var fake *sftest.Server
+	if *withDemo {
+		if fake, err = sftest.NewStandaloneServer(*fakeAddr); err != nil {
+			return fmt.Errorf("starting the fake Salesforce: %w", err)
+		}
+		defer fake.Close()
+	}
 	fmt.Println("No reachable cluster in KUBECONFIG: starting an embedded control plane...")
 	if cfg, err = env.Start(); err != nil {
 		return fmt.Errorf("starting the embedded control plane: %w", err)
@@ -81,20 +104,12 @@ func run() error {
 		}
 		fmt.Println("Embedded control plane stopped.")
 	}()
-	path, err := filepath.Abs(*kubeconfigOut)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	kubeconfig := env.KubeConfig
 	if *withDemo {
-		if kubeconfig, err = demo.Kubeconfig(kubeconfig); err != nil {
-			return err
-		}
+		err = demo.WriteKubeconfig(path, env.KubeConfig, fake)
+	} else {
+		err = os.WriteFile(path, env.KubeConfig, 0o600)
 	}
-	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
+	if err != nil {
 		return err
 	}
 	wh := env.WebhookInstallOptions
@@ -102,18 +117,14 @@ func run() error {
 	opts.WebhookHost, opts.WebhookPort, opts.WebhookCertDir = wh.LocalServingHost, wh.LocalServingPort, wh.LocalServingCertDir
 
 	if *withDemo {
-		fake, err := sftest.NewStandaloneServer(*fakeAddr)
-		if err != nil {
-			return fmt.Errorf("starting the fake Salesforce: %w", err)
-		}
-		defer fake.Close()
 		opts.AllowedHosts = []string{fake.Host()}
 		opts.RootCAs = fake.CertPool()
 		opts.RetryBase = 2 * time.Second
 		go func() {
 			c, err := client.New(cfg, client.Options{Scheme: operator.Scheme})
+			var orgs map[string]*sftest.Org
 			if err == nil {
-				_, err = demo.Seed(ctx, c, fake)
+				orgs, err = demo.Seed(ctx, c, fake)
 			}
 			if err == nil {
 				err = demo.WaitReady(ctx, c, 2*time.Minute)
@@ -122,9 +133,8 @@ func run() error {
 				fmt.Fprintln(os.Stderr, "seeding the demo namespace:", err)
 				return
 			}
-			// The README's "Start here" shows exactly these lines.
-			fmt.Printf("\nThe demo is up: namespace demo, five orgs Connected. In another terminal:\n\n"+
-				"  export KUBECONFIG=%s\n  kubectl get salesforce\n\nCtrl-C stops everything.\n\n", relative(path))
+			// The README's "Start here" shows this banner.
+			fmt.Printf("\n%s\n", demo.Banner(relative(path), fake.URL(), orgs[demo.Waiting].Password()))
 		}()
 	} else {
 		fmt.Printf("\nThe operator is running on an embedded control plane: export KUBECONFIG=%s\n\n", relative(path))
@@ -132,34 +142,49 @@ func run() error {
 	return runManager(ctx, cfg, opts)
 }
 
-// reachableCluster loads the usual kubeconfig and asks the server its version, briefly.
-func reachableCluster() (*rest.Config, bool) {
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-		clientcmd.NewDefaultClientConfigLoadingRules(), &clientcmd.ConfigOverrides{}).ClientConfig()
+// reachableCluster loads the usual kubeconfig and asks the server its version, briefly;
+// demoContext says that its context is a make run demo's.
+func reachableCluster() (cfg *rest.Config, reachable, demoContext bool) {
+	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(clientcmd.NewDefaultClientConfigLoadingRules(), &clientcmd.ConfigOverrides{})
+	cfg, err := loader.ClientConfig()
 	if err != nil {
-		return nil, false
+		return nil, false, false
+	}
+	if raw, err := loader.RawConfig(); err == nil {
+		if ctx := raw.Contexts[raw.CurrentContext]; ctx != nil {
+			demoContext = demo.IsDemo(ctx)
+		}
 	}
 	probe := rest.CopyConfig(cfg)
 	probe.Timeout = 3 * time.Second
 	dc, err := discovery.NewDiscoveryClientForConfig(probe)
 	if err != nil {
-		return nil, false
+		return nil, false, false
 	}
 	if _, err := dc.ServerVersion(); err != nil {
-		return nil, false
+		return nil, false, false
 	}
-	return cfg, true
+	return cfg, true, demoContext
 }
 
 func runManager(ctx context.Context, cfg *rest.Config, opts operator.Options) error {
 	mgr, err := operator.New(cfg, opts)
 	if err != nil {
-		return err
+		return portsHint(err)
 	}
 	if err := mgr.Start(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return err
+		return portsHint(err)
 	}
 	return nil
+}
+
+// portsHint says what to do when the operator's ports are taken.
+func portsHint(err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
+		return fmt.Errorf("%w: another operator (or make run) on this machine holds these ports; stop it, or give this one others: "+
+			"make run ARGS='--metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0'", err)
+	}
+	return err
 }
 
 // relative is path as $PWD/<path> when it is below the working directory, as the README prints it.

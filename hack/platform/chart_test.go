@@ -512,3 +512,34 @@ func valuesExample(t *testing.T, key string) string {
 	}
 	return strings.Join(example, "\n") + "\n"
 }
+
+// TestValuesSchemaRefusesWrongValues: the generated values.schema.json makes a wrong value fail
+// at template time (and so at install), naming it, instead of rendering and failing at apply.
+func TestValuesSchemaRefusesWrongValues(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--set", "replicaCount=one"}, "/replicaCount': got string, want integer"},
+		{[]string{"--set", "replicaCount=-1"}, "/replicaCount"},
+		{[]string{"--set", "image.tagg=v1"}, "additional properties 'tagg' not allowed"},
+		{[]string{"--set", "image.pullPolicy=Sometimes"}, "/image/pullPolicy"},
+		{[]string{"--set", "networkPolicy.enabled=yes please"}, "/networkPolicy/enabled"},
+		{[]string{"--set-json", `namespaced.watchNamespaces=["Team_A"]`}, "/namespaced/watchNamespaces/0"},
+		{[]string{"--set-json", `extraArgs=["zap-log-level=debug"]`}, "/extraArgs/0"},
+	} {
+		_, err := helm(append([]string{"template", chartName, chartDir}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("helm template %v: want a schema error naming %q, got %v", c.args, c.want, err)
+		}
+	}
+	// What the tests above render with is valid; so are values.yaml's own examples.
+	for _, args := range [][]string{
+		{"--set", "replicaCount=3,image.pullPolicy=Always,extraArgs[0]=--zap-log-level=debug"},
+		{"--set", shardsValue, "--set-json", `nodeSelector={"kubernetes.io/os":"linux"}`, "--set-json", `resources={"limits":{"ephemeral-storage":"1Gi"}}`},
+	} {
+		if _, err := helm(append([]string{"template", chartName, chartDir}, args...)...); err != nil {
+			t.Errorf("helm template %v: %v", args, err)
+		}
+	}
+}

@@ -8,8 +8,9 @@
 // change there that the generator does not know how to template stops it with an error, never a
 // silent drift.
 //
-// It writes only crds/ and the templates whose first line is the generated header; Chart.yaml,
-// values.yaml, _helpers.tpl and the other hand-written templates are left alone.
+// It writes only crds/, the templates whose first line is the generated header, and
+// values.schema.json (derived from values.yaml, see schema.go); Chart.yaml, values.yaml,
+// _helpers.tpl and the other hand-written templates are left alone.
 //
 //	go run . -root ../..    (make chart)
 package main
@@ -282,6 +283,11 @@ func chartFiles(root string) (map[string]string, error) {
 	}
 
 	files := map[string]string{}
+	schema, err := valuesSchema(filepath.Join(root, "charts", chartName))
+	if err != nil {
+		return nil, err
+	}
+	files[schemaFile] = schema
 	var tpls []*template
 	byKey := map[string]*template{}
 	for _, o := range base {

@@ -94,8 +94,8 @@ func requestCheck(ctx context.Context, c client.Client, org *sfv1.SalesforceOrg)
 
 // waitForAnswer polls the org until the operator has handled the request v, and returns the org
 // as it then was.
-func waitForAnswer(ctx context.Context, c client.Client, key types.NamespacedName, v string, timeout time.Duration) (*sfv1.SalesforceOrg, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+func waitForAnswer(parent context.Context, c client.Client, key types.NamespacedName, v string, timeout time.Duration) (*sfv1.SalesforceOrg, error) {
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -109,6 +109,10 @@ func waitForAnswer(ctx context.Context, c client.Client, key types.NamespacedNam
 		}
 		select {
 		case <-ctx.Done():
+			if parent.Err() != nil {
+				return nil, &ExitError{Code: ExitNoAnswer, Err: fmt.Errorf("interrupted while waiting for the operator's check of SalesforceOrg %s: what was written stays, and the check still runs; see it with: kubectl salesforce test %s -n %s",
+					key, key.Name, key.Namespace)}
+			}
 			return nil, &ExitError{Code: ExitNoAnswer, Err: fmt.Errorf("the operator did not answer the check of SalesforceOrg %s within %s: is it running, and does it watch namespace %s?",
 				key, timeout, key.Namespace)}
 		case <-tick.C:
@@ -116,28 +120,36 @@ func waitForAnswer(ctx context.Context, c client.Client, key types.NamespacedNam
 	}
 }
 
-// report prints the org's connection with the reason and message of its Connected condition
-// (Ready's when there is none), and returns an ExitError unless it is Connected.
+// report prints the org's connection and readiness with the reason and message that explain
+// them, and returns an ExitError unless the org is Ready: a Connected org that is not Ready (a
+// wrong spec.type, a Dev Hub that is none) must fail a CI gate too. The reason is the Connected
+// condition's while the org is not Connected, else Ready's.
 func report(w io.Writer, org *sfv1.SalesforceOrg) error {
-	cond := meta.FindStatusCondition(org.Status.Conditions, sfv1.ConditionConnected)
-	if cond == nil || cond.Status != metav1.ConditionTrue {
-		if ready := meta.FindStatusCondition(org.Status.Conditions, sfv1.ConditionReady); ready != nil {
-			cond = ready
-		}
-	}
 	conn := org.Status.Connection
 	if conn == "" {
 		conn = sfv1.ConnectionUnknown
+	}
+	ready := meta.FindStatusCondition(org.Status.Conditions, sfv1.ConditionReady)
+	isReady := ready != nil && ready.Status == metav1.ConditionTrue && ready.ObservedGeneration == org.Generation
+	cond := ready
+	if conn != sfv1.ConnectionConnected || isReady {
+		if c := meta.FindStatusCondition(org.Status.Conditions, sfv1.ConditionConnected); c != nil {
+			cond = c
+		}
+	}
+	state := "Ready"
+	if !isReady {
+		state = "not Ready"
 	}
 	reason, msg := "", ""
 	if cond != nil {
 		reason, msg = cond.Reason, cond.Message
 	}
-	fmt.Fprintf(w, "salesforceorg/%s: %s\n  reason:  %s\n  message: %s\n", org.Name, conn, reason, msg)
-	if conn == sfv1.ConnectionConnected {
+	fmt.Fprintf(w, "salesforceorg/%s: %s, %s\n  reason:  %s\n  message: %s\n", org.Name, conn, state, reason, msg)
+	if isReady {
 		return nil
 	}
-	return &ExitError{Code: ExitNotConnected}
+	return &ExitError{Code: ExitNotReady}
 }
 
 // getOrg reads the SalesforceOrg ns/name; found is false when it does not exist.

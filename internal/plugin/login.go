@@ -64,7 +64,7 @@ may be committed too.`,
 		cmd.Short = "Log in again for a disconnected org, into its existing Secret, and wait until it is Connected"
 		cmd.Long = `Log in again in the browser for an existing SalesforceOrg (the seed's Reconnect button): the same
 web-server flow as "login", the new auth URL written into the org's existing Secret, a check
-requested at once, and the command waits for the operator's answer. Exit code 0 when Connected,
+requested at once, and the command waits for the operator's answer. Exit code 0 when Ready,
 1 when not, 2 when the operator did not answer.`
 		cmd.Example = `  kubectl salesforce reconnect acme-uat`
 	}
@@ -150,11 +150,15 @@ func (lo *loginOptions) run(ctx context.Context, cmd *cobra.Command, name string
 	}
 	loginURL := lo.instanceURL
 	if loginURL == "" {
-		loginURL = defaultLoginURL(ctx, kc, org, lo.orgType, ns, secretName, key)
+		_, _, contextLoginURL, err := lo.salesforceSettings()
+		if err != nil {
+			return err
+		}
+		loginURL = defaultLoginURL(ctx, kc, org, lo.orgType, ns, secretName, key, contextLoginURL)
 	}
 	a, err := webLogin(ctx, sf, lo.env, errw, loginURL, lo.clientID, lo.port, lo.noBrowser, lo.loginTimeout)
 	if err != nil {
-		return err
+		return withPluginHint(err)
 	}
 	created, err := writeAuthSecret(ctx, kc, ns, secretName, key, a)
 	if err != nil {
@@ -246,8 +250,9 @@ func credentialSourceOf(org *sfv1.SalesforceOrg) string {
 }
 
 // defaultLoginURL is where an org logs in when --instance-url is not given: an existing org's
-// own host (from its Secret, else its status), else login. or test. by type.
-func defaultLoginURL(ctx context.Context, kc client.Client, org *sfv1.SalesforceOrg, orgType, ns, secretName, key string) string {
+// own host (from its Secret, else its status), else the kubeconfig context's Salesforce
+// (contextLoginURL, as make run's demo sets it), else login. or test. by type.
+func defaultLoginURL(ctx context.Context, kc client.Client, org *sfv1.SalesforceOrg, orgType, ns, secretName, key, contextLoginURL string) string {
 	if org != nil {
 		s := &corev1.Secret{}
 		if kc.Get(ctx, types.NamespacedName{Namespace: ns, Name: secretName}, s) == nil {
@@ -259,6 +264,9 @@ func defaultLoginURL(ctx context.Context, kc client.Client, org *sfv1.Salesforce
 			return "https://" + u.Host
 		}
 		orgType = string(org.Spec.Type)
+	}
+	if contextLoginURL != "" {
+		return contextLoginURL
 	}
 	return loginURLForType(orgType)
 }

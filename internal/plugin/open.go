@@ -49,7 +49,7 @@ func (o *options) open(ctx context.Context, cmd *cobra.Command, name string, url
 	}
 	link, err := sf.FrontdoorURL(ctx, cred, persist)
 	if err != nil {
-		return err
+		return withPluginHint(err)
 	}
 	if urlOnly {
 		fmt.Fprintln(cmd.OutOrStdout(), link)

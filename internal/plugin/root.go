@@ -63,8 +63,9 @@ func (e *ExitError) Unwrap() error { return e.Err }
 
 // Exit codes of `test`, `reconnect` and `login`, for CI.
 const (
-	// ExitNotConnected: the operator answered, and the org is not Connected.
-	ExitNotConnected = 1
+	// ExitNotReady: the operator answered, and the org is not Ready (not Connected, or Connected
+	// but misconfigured: the reason says which).
+	ExitNotReady = 1
 	// ExitNoAnswer: no answer (the operator did not echo the request in time) or another failure.
 	ExitNoAnswer = 2
 )
@@ -120,8 +121,8 @@ of "open --url-only", which you asked for).`,
 	root.SetErr(env.ErrOut)
 	pf := root.PersistentFlags()
 	o.kube.AddFlags(pf)
-	pf.StringVar(&o.allowedHosts, "salesforce-allowed-hosts", "", "Comma-separated hosts besides Salesforce's own domains that may receive a credential (host, host:port or *.suffix), as the manager's flag of that name: for private deployments and tests.")
-	pf.StringVar(&o.caFile, "salesforce-ca-file", "", "PEM bundle to trust for Salesforce calls in addition to the system roots, as the manager's flag of that name.")
+	pf.StringVar(&o.allowedHosts, "salesforce-allowed-hosts", "", "Comma-separated hosts besides Salesforce's own domains that may receive a credential (host, host:port or *.suffix), as the manager's flag of that name: for private deployments and tests. Default: the kubeconfig context's "+EndpointExtension+" extension, if any.")
+	pf.StringVar(&o.caFile, "salesforce-ca-file", "", "PEM bundle to trust for Salesforce calls in addition to the system roots, as the manager's flag of that name. Default: the kubeconfig context's "+EndpointExtension+" extension, if any.")
 	pf.DurationVar(&o.sfTimeout, "salesforce-timeout", 30*time.Second, "Timeout of each HTTP call to Salesforce.")
 	root.AddCommand(o.loginCommand(false), o.loginCommand(true), o.openCommand(), o.testCommand(), o.importCommand(), o.treeCommand())
 	return root
@@ -158,19 +159,34 @@ func (o *options) client() (client.Client, error) {
 	return client.New(cfg, client.Options{Scheme: Scheme})
 }
 
-// salesforceClient is the operator's client, with the same allow-list semantics as the manager.
+// salesforceClient is the operator's client, with the same allow-list semantics as the manager:
+// the --salesforce-* flags, else the kubeconfig context's Endpoint (see EndpointExtension).
 func (o *options) salesforceClient() (*salesforce.Client, error) {
-	hosts, err := salesforce.ParseAllowedHosts(o.allowedHosts)
+	allowed, caFile, _, err := o.salesforceSettings()
+	if err != nil {
+		return nil, err
+	}
+	hosts, err := salesforce.ParseAllowedHosts(allowed)
 	if err != nil {
 		return nil, fmt.Errorf("--salesforce-allowed-hosts: %w", err)
 	}
 	opts := salesforce.Options{AllowedHosts: hosts, Timeout: o.sfTimeout}
-	if o.caFile != "" {
-		pool, err := loadCAFile(o.caFile)
+	if caFile != "" {
+		pool, err := loadCAFile(caFile)
 		if err != nil {
 			return nil, err
 		}
 		opts.RootCAs = pool
 	}
 	return salesforce.NewClient(opts)
+}
+
+// withPluginHint adds to a refused host what the plugin's user can do about it: the
+// salesforce package speaks of the operator's flag, which the plugin shares.
+func withPluginHint(err error) error {
+	var e *salesforce.Error
+	if errors.As(err, &e) && e.Reason == salesforce.ReasonHostNotAllowed {
+		return fmt.Errorf("%w (for kubectl salesforce: its own --salesforce-allowed-hosts and --salesforce-ca-file flags, or the kubeconfig context's %s extension, which make run writes for its demo)", err, EndpointExtension)
+	}
+	return err
 }

@@ -117,17 +117,24 @@ type result struct {
 // a link the run was asked to print.
 func kubectlSalesforce(t *testing.T, browser func(string) error, args ...string) result {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	env := plugin.Env{IOStreams: genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, OpenBrowser: browser}
 	if browser == nil {
-		env.OpenBrowser = func(string) error { return fmt.Errorf("no browser in tests") }
+		browser = func(string) error { return fmt.Errorf("no browser in tests") }
 	}
 	full := append([]string{"--kubeconfig", kubeconfig, "--salesforce-allowed-hosts", fakeSF.Host(), "--salesforce-ca-file", caFile}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	code := plugin.Run(ctx, env, full)
+	return runPlugin(ctx, t, browser, full...)
+}
+
+// runPlugin runs the plugin with exactly args (no flags added) and browser as its opener (nil:
+// the real one, which honours $BROWSER), and fails the test as kubectlSalesforce does.
+func runPlugin(ctx context.Context, t *testing.T, browser func(string) error, args ...string) result {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	env := plugin.Env{IOStreams: genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, OpenBrowser: browser}
+	code := plugin.Run(ctx, env, args)
 	r := result{stdout: out.String(), stderr: errOut.String(), code: code}
-	if !(len(args) > 0 && args[0] == "open" && contains(args, "--url-only")) {
+	if !(contains(args, "open") && contains(args, "--url-only")) {
 		assertNoSecret(t, r.stdout+r.stderr)
 	} else {
 		assertNoSecret(t, r.stderr)
@@ -179,6 +186,7 @@ type browser struct {
 	tamper func(*url.URL)
 	mu     sync.Mutex
 	errs   []string
+	pages  []string // the callback's answers, "HTTP <status>: <body>"
 	wg     sync.WaitGroup
 }
 
@@ -244,7 +252,11 @@ func (b *browser) login(authorize string) error {
 	if err != nil {
 		return fmt.Errorf("the plugin's callback: %v", err)
 	}
+	page, _ = io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
+	b.mu.Lock()
+	b.pages = append(b.pages, fmt.Sprintf("HTTP %d: %s", resp.StatusCode, page))
+	b.mu.Unlock()
 	return nil
 }
 

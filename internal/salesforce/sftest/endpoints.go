@@ -39,6 +39,8 @@ var Endpoints = []Endpoint{
 	{Name: "singleaccess", Method: "GET", Path: "/services/oauth2/singleaccess", CLI: CheckOpenURLOnly},
 	{Name: "frontdoor", Method: "GET", Path: "/secur/frontdoor.jsp",
 		NoCLI: "a browser follows the frontdoor link; the CLI only prints it"},
+	{Name: "home", Method: "GET", Path: "/",
+		NoCLI: "a browser lands there after a frontdoor link; the CLI only prints the link"},
 	{Name: "identity", Method: "GET", Path: "/id/00D/005",
 		NoCLI: "the CLI reads userinfo; only the operator's client reads the identity URL"},
 	{Name: "versions", Method: "GET", Path: "/services/data", CLI: CheckLoginSFDXURL},
@@ -56,6 +58,8 @@ var Endpoints = []Endpoint{
 func endpointOf(p string) string {
 	p = strings.TrimSuffix(p, "/")
 	switch {
+	case p == "":
+		return "home"
 	case p == "/services/oauth2/token":
 		return "token"
 	case p == "/services/oauth2/authorize":

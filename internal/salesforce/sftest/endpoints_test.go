@@ -2,11 +2,14 @@ package sftest
 
 import (
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -177,7 +180,32 @@ func TestSingleAccessAndFrontdoor(t *testing.T) {
 	if again := do(t, s, "GET", link, "", nil); again.status != 200 || !strings.Contains(again.body, "session has expired") {
 		t.Errorf("a frontdoor link is single-use: %d", again.status)
 	}
+	home := func(cookie string) answer {
+		t.Helper()
+		req, _ := http.NewRequest("GET", s.URL()+"/", nil)
+		if cookie != "" {
+			req.Header.Set("Cookie", cookie)
+		}
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.CertPool()}}}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return answer{status: resp.StatusCode, body: string(b), header: resp.Header}
+	}
+	sid := strings.SplitN(first.header.Get("Set-Cookie"), ";", 2)[0]
+	if h := home(sid); h.status != 200 || !strings.Contains(h.body, "Logged in as "+o.Username()) {
+		t.Errorf("the home page with the frontdoor's session: %d", h.status)
+	}
+	if h := home(""); h.status != 200 || !strings.Contains(h.body, `id="login_form"`) {
+		t.Errorf("the home page without a session is not the login page: %d", h.status)
+	}
 	o.ExpireAccessTokens()
+	if h := home(sid); !strings.Contains(h.body, `id="login_form"`) {
+		t.Errorf("the home page with an expired session is not the login page: %d", h.status)
+	}
 	if a := do(t, s, "GET", "/services/oauth2/singleaccess", tok, nil); a.status != 403 {
 		t.Errorf("expired session: %d, want 403 as Salesforce (not 401)", a.status)
 	}

@@ -152,6 +152,8 @@ func (s *Server) answerLocked(r *http.Request, ep string, body []byte, concurren
 		return s.singleAccessLocked(r)
 	case "frontdoor":
 		return s.frontdoorLocked(r)
+	case "home":
+		return s.homeLocked(r)
 	case "userinfo":
 		return s.userinfoLocked(r)
 	case "identity":

@@ -262,3 +262,25 @@ func (s *Server) frontdoorLocked(r *http.Request) reply {
 	rp.set("Set-Cookie", "sid="+o.issueAccessLocked(nil)+"; Path=/; Secure; HttpOnly")
 	return rp
 }
+
+var homePage = template.Must(template.New("home").Parse(`<!DOCTYPE html>
+<html><head><title>Home | Salesforce</title></head><body>
+<h1>{{.Org}}</h1><p id="user">Logged in as {{.User}}</p>
+</body></html>
+`))
+
+// homeLocked is the page a browser lands on after a frontdoor link: with a live session cookie,
+// the org's home page naming its user; without one, the login page, as Salesforce shows it.
+func (s *Server) homeLocked(r *http.Request) reply {
+	if r.Method != http.MethodGet {
+		return methodNotAllowed(r.Method, "GET")
+	}
+	if c, err := r.Cookie("sid"); err == nil {
+		if g := s.access[c.Value]; g != nil && g.liveLocked() && !g.org.deleted {
+			var b strings.Builder
+			_ = homePage.Execute(&b, struct{ Org, User string }{g.org.spec.Name, g.org.spec.Username})
+			return htmlReply(http.StatusOK, b.String())
+		}
+	}
+	return s.loginPageReply(url.Values{}, "")
+}

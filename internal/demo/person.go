@@ -1,0 +1,67 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"html"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
+
+// LogIn does, without a browser, what a person does on the fake Salesforce's login page that
+// authorize (the URL `kubectl salesforce login` opens) shows: submit the form as user with
+// password, and follow the redirect to the plugin's callback. hc must trust the fake and must
+// not follow redirects. It returns the callback's page: the plugin's answer.
+func LogIn(ctx context.Context, hc *http.Client, authorize, user, password string) (string, error) {
+	get := func(u string) (*http.Response, string, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return nil, "", err
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return nil, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return resp, string(b), nil
+	}
+	au, err := url.Parse(authorize)
+	if err != nil || au.Path != "/services/oauth2/authorize" {
+		return "", fmt.Errorf("not an authorize URL")
+	}
+	resp, page, err := get(authorize)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("the login page answered HTTP %d", resp.StatusCode)
+	}
+	form := url.Values{"username": {user}, "pw": {password}}
+	for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
+		form.Set(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, au.Scheme+"://"+au.Host+au.Path, strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err = hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		return "", fmt.Errorf("the login form answered HTTP %d, not a redirect to the callback (a wrong user or password?)", resp.StatusCode)
+	}
+	resp, page, err = get(resp.Header.Get("Location"))
+	if err != nil {
+		return "", fmt.Errorf("the plugin's callback: %w", err)
+	}
+	return fmt.Sprintf("HTTP %d: %s", resp.StatusCode, page), nil
+}
