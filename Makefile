@@ -47,7 +47,7 @@ test: envtest vet ## Run every test (unit and envtest) with the race detector.
 	cd hack/cluster && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 .PHONY: test-faults
-test-faults: envtest ## Fault injection: the manager killed or stopped mid-rotation (40 trials per cell), an API-server outage under the leader, the lease hand-over.
+test-faults: envtest ## Fault injection: the manager killed or stopped mid-rotation (40 trials per cell), hand-overs during rotation (leader, shard, one Secret key), an API-server outage under the leader, the lease hand-over.
 	$(GO) run ./hack/faults $(FAULTSFLAGS)
 
 .PHONY: fidelity
