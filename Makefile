@@ -58,7 +58,7 @@ test-browser: envtest chromium ## A person with headless Chromium follows make r
 	SFOPS_BROWSER_REQUIRED=1 $(GO) test -count=1 -v -timeout 15m -run '^TestBrowserConnectsTheDemo$$' ./hack/localdev $(TESTFLAGS)
 
 .PHONY: test-faults
-test-faults: envtest ## Fault injection: the manager killed or stopped mid-rotation (40 trials per cell), an API-server outage under the leader, the lease hand-over.
+test-faults: envtest ## Fault injection: the manager killed or stopped mid-rotation (40 trials per cell), hand-overs during rotation (leader, shard, one Secret key), an API-server outage under the leader, the lease hand-over.
 	$(GO) run ./hack/faults $(FAULTSFLAGS)
 
 .PHONY: test-chains

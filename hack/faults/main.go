@@ -1,23 +1,34 @@
 // Command faults is the fault-injection test of refresh-token rotation (issue 9), run by
 // `make test-faults` (a short version runs in `make test`). It starts a local control plane
 // (CRDs, no webhooks) and a fake Salesforce on loopback that rotates the refresh token on every
-// refresh, runs the operator's manager as its own process, stops it with SIGKILL or SIGTERM at a
-// random moment 0–300 ms after its first token request, starts a fresh one, and counts the org
-// credentials lost: orgs that end CredentialRejected, or whose Secret holds a refresh token the
-// fake no longer honours. It also writes an old auth URL back to a Secret, as a GitOps tool
-// would, with the manager running and across a restart.
+// refresh and is as strict as Salesforce (a spent token presented revokes its chain, a concurrent
+// refresh of one token is refused), runs the operator's manager as its own process, stops it with
+// SIGKILL or SIGTERM at a random moment 0–300 ms after its first token request, starts a fresh
+// one, and counts the org credentials lost (orgs whose Secret ends with a refresh token the fake
+// no longer honours, CredentialRejected or not) and the spent refresh tokens presented. A
+// killed manager may leave an exchange claim on a Secret, which holds the next one off that token
+// for up to salesforce.ClaimTTL plus 5 s: the next manager gets that much longer to decide, and a
+// trial's verdicts overlap the next trials (--parallel). It also writes an old auth URL back to a
+// Secret, as a GitOps tool would, with the manager running and across a restart.
+//
+// Alongside the trials (each trial and case in its own namespace, its managers watching only it)
+// run the hand-overs during rotation, with every check forcing an exchange: the leader stopped
+// (SIGTERM, SIGKILL) with a standby running, the orgs moved from one shard's manager to another's,
+// and a second org naming the Secret key of a first (it must stall with SecretKeyInUse). None may
+// present a spent refresh token.
 //
 // Then leader election (not in `make test`: it takes over a minute): it freezes the kube-apiserver
 // (SIGSTOP, then SIGCONT) for --outage under a leading manager, with the shipped lease settings
 // (which must survive it) and with controller-runtime's old, shorter ones, and it stops a leader
 // with SIGTERM while a standby runs and times the hand-over (at most 20 s).
 //
-// It judges only from outside (org conditions, the fake's live tokens), so it works on any build
-// of the manager (--manager). It prints the issue's table and the leader-election tables on stdout
-// and exits 1 when a credential was lost, a manager logged a token, the shipped settings did not
-// survive the outage or the hand-over was slow (0 with --report-only). It never prints a token or
-// an auth URL; the managers' output goes to log files, kept (binary removed) when something failed.
-// Everything it starts stops when it ends, Ctrl-C included.
+// It judges only from outside (org conditions, the fake's live tokens and counts), so it works on
+// any build of the manager (--manager). It prints the issue's table and the other cases' tables on
+// stdout and exits 1 when a credential was lost, a spent refresh token was presented (outside a
+// SIGKILL's write window), a hand-over case failed, a manager logged a token, the shipped settings
+// did not survive the outage or the hand-over was slow (0 with --report-only). It never prints a
+// token or an auth URL; the managers' output goes to log files, kept (binary removed) when
+// something failed. Everything it starts stops when it ends, Ctrl-C included.
 package main
 
 import (
@@ -53,21 +64,23 @@ func run() int {
 	flag.IntVar(&cfg.Orgs, "orgs", 4, "Orgs per trial.")
 	flag.DurationVar(&cfg.WriteWindow, "write-window", 100*time.Millisecond, "A SIGKILL less than this long after Salesforce issued a rotated token counts as inside the unavoidable write window, not as a loss.")
 	flag.DurationVar(&cfg.StopMax, "stop-within", 300*time.Millisecond, "The stop comes at a random moment between 0 and this long after the first token request.")
-	flag.DurationVar(&cfg.Settle, "settle", 20*time.Second, "How long a restarted manager has to decide every org.")
+	flag.DurationVar(&cfg.Settle, "settle", 20*time.Second, "How long a restarted manager has to decide every org once it may check them (after a SIGKILL, or a stop that left an exchange claim, it also gets the claim's TTL plus 5 s).")
+	flag.IntVar(&cfg.Parallel, "parallel", 8, "Trials in progress at once: a trial's stop runs alone, its verdicts (a wait for a killed manager's exchange claim to end, say) overlap the next trials.")
 	flag.StringVar(&cfg.Manager, "manager", "", "Manager binary to test (default: build the repository's).")
 	flag.StringVar(&cfg.WorkDir, "work-dir", "", "Where the kubeconfig, the fake's CA and the managers' logs go (default: a temporary directory, removed unless something failed).")
 	flag.BoolVar(&cfg.Rotation, "rotation", true, "Run the matrix: the manager stopped around token requests.")
 	flag.BoolVar(&cfg.Revert, "revert", true, "Run the revert cases.")
 	flag.BoolVar(&cfg.LeaderElection, "leader-election", true, "Run the leader-election cases: the API-server outage and the lease hand-over.")
 	flag.DurationVar(&cfg.Outage, "outage", 30*time.Second, "How long the API server is frozen under the leader (0: no outage case).")
+	flag.BoolVar(&cfg.HandOver, "hand-over", true, "Run the hand-over cases during rotation: the leader stopped with a standby running, orgs moved to another shard, two orgs on one Secret key.")
 	flag.Parse()
 
 	var err error
 	if cfg.Delays, err = parseDelays(*delays); err == nil {
 		cfg.Signals, err = parseSignals(*signals)
 	}
-	if err == nil && (cfg.Trials < 1 || cfg.Orgs < 1) {
-		err = errors.New("--trials and --orgs must be at least 1")
+	if err == nil && (cfg.Trials < 1 || cfg.Orgs < 1 || cfg.Parallel < 1) {
+		err = errors.New("--trials, --orgs and --parallel must be at least 1")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "faults:", err)
