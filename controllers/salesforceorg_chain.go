@@ -126,6 +126,7 @@ func (ch *orgChain) Claim(ctx context.Context, cred salesforce.AuthURL, seen sal
 	switch {
 	case err == nil:
 		sc.secret, sc.writtenSecretVersion, ch.version = upd, upd.ResourceVersion, upd.ResourceVersion
+		r.ownWrites.wrote(upd)
 		ch.claimed = &cred
 		r.claims.add(ch.secret, until)
 		r.noteWritable(ctx, sc, upd, nil)
@@ -314,4 +315,24 @@ func (r *SalesforceOrgReconciler) releaseClaim(ctx context.Context, name types.N
 	}
 	delete(s.Annotations, ExchangeClaimAnnotation)
 	_ = r.Update(ctx, s) // a conflict means someone wrote it since: then the claim is theirs to judge
+}
+
+// ownSecretWrites remembers the version of each Secret this process wrote last (a claim, a
+// rotation, a sandbox's credential), until its watch event arrives: the org's status has that
+// version already, so the event wakes nobody.
+type ownSecretWrites struct{ m sync.Map } // types.NamespacedName → resourceVersion
+
+func (o *ownSecretWrites) wrote(s *corev1.Secret) {
+	o.m.Store(types.NamespacedName{Namespace: s.Namespace, Name: s.Name}, s.ResourceVersion)
+}
+
+// echo reports whether an event of Secret key at version is this process's own write, and
+// forgets it.
+func (o *ownSecretWrites) echo(key types.NamespacedName, version string) bool {
+	v, ok := o.m.Load(key)
+	if !ok || v.(string) != version {
+		return false
+	}
+	o.m.CompareAndDelete(key, v)
+	return true
 }

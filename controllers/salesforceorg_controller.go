@@ -75,8 +75,10 @@ type SalesforceOrgReconciler struct {
 	memory sync.Map
 	// secretUsers names the orgs each credential Secret serves (set up with the manager).
 	secretUsers *secretUsers
-	// claims are the exchange claims this process holds, released when it stops (claims.go).
+	// claims are the exchange claims this process holds, released when it stops.
 	claims claimRegistry
+	// ownWrites are this process's latest Secret writes, whose watch events wake nobody.
+	ownWrites ownSecretWrites
 }
 
 // orgMemory is what this manager remembers of one org between reconciles. It is kept small:

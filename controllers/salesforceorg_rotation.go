@@ -240,6 +240,7 @@ func (r *SalesforceOrgReconciler) writeAuthSecret(ctx context.Context, sc *orgSc
 		if err := r.Update(qctx, cur); err != nil {
 			return err
 		}
+		r.ownWrites.wrote(cur)
 		sc.writtenSecretVersion = cur.ResourceVersion
 		sc.secret = cur
 		return nil

@@ -146,6 +146,7 @@ func (r *SalesforceOrgReconciler) deriveSandboxCredential(ctx context.Context, s
 			"The sandbox was authorised, but writing its credential to Secret %q failed (%s). Check the operator's RBAC for create and update on secrets.",
 			key.Name, apierrors.ReasonForError(err))
 	}
+	r.ownWrites.wrote(secret)
 	sc.secret = secret
 	sc.writtenSecretVersion = secret.ResourceVersion
 	org.Status.SandboxAuthSecret = secret.Name

@@ -91,6 +91,9 @@ func (r *SalesforceOrgReconciler) orgNeighbours() handler.TypedEventHandler[clie
 }
 
 func (r *SalesforceOrgReconciler) orgsForSecret(_ context.Context, o client.Object) []reconcile.Request {
+	if r.ownWrites.echo(types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}, o.GetResourceVersion()) {
+		return nil
+	}
 	var reqs []reconcile.Request
 	for _, name := range r.secretUsers.orgs(o.GetNamespace(), o.GetName()) {
 		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}})
