@@ -130,9 +130,6 @@ const (
 	// ReasonSecretNameTaken: a Secret the operator keeps for the org (a sandbox's credential, the
 	// rotation record) exists already and is not the operator's; it is never taken over.
 	ReasonSecretNameTaken = "SecretNameTaken"
-	// ReasonChainOwnerStopping: this operator process is stopping or lost its leadership, so it
-	// starts no refresh-token exchange; the next leader checks the org.
-	ReasonChainOwnerStopping = "ChainOwnerStopping"
 )
 
 // GetConditions returns the org's status conditions.
