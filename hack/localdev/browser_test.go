@@ -162,7 +162,7 @@ func TestBrowserConnectsTheDemo(t *testing.T) {
 	}
 
 	// login, then reconnect: Chromium fills in the form on the fake's page.
-	logIn := func(shot string, args ...string) string {
+	logIn := func(shot string, approve bool, args ...string) string {
 		t.Helper()
 		cmd := plugin(args...)
 		var out strings.Builder
@@ -174,16 +174,24 @@ func TestBrowserConnectsTheDemo(t *testing.T) {
 		select {
 		case u := <-opened:
 			ctx, cancel := context.WithTimeout(browser, time.Minute)
-			err = chromedp.Run(ctx,
+			steps := []chromedp.Action{
 				chromedp.Navigate(u),
 				chromedp.WaitVisible("#username", chromedp.ByID),
 				chromedp.SendKeys("#username", user, chromedp.ByID),
 				chromedp.SendKeys("#password", password, chromedp.ByID),
 				chromedp.Click("#Login", chromedp.ByID),
+			}
+			if approve { // the first login to the app asks "Allow Access?"
+				steps = append(steps,
+					chromedp.WaitVisible("#oaapprove", chromedp.ByID),
+					screenshot(filepath.Join(shots, "approve.png")),
+					chromedp.Click("#oaapprove", chromedp.ByID))
+			}
+			err = chromedp.Run(ctx, append(steps,
 				waitForLocation("http://localhost:1717/OauthRedirect?"),
 				chromedp.WaitVisible("h1", chromedp.ByQuery),
 				chromedp.Text("body", &page, chromedp.ByQuery),
-				screenshot(filepath.Join(shots, shot)))
+				screenshot(filepath.Join(shots, shot)))...)
 			cancel()
 			if err != nil {
 				t.Errorf("Chromium on the login page: %v", err)
@@ -200,14 +208,14 @@ func TestBrowserConnectsTheDemo(t *testing.T) {
 		}
 		return out.String()
 	}
-	t.Logf("kubectl salesforce login acme-dev --type Sandbox:\n%s", logIn("login.png", "login", "acme-dev", "--type", "Sandbox"))
+	t.Logf("kubectl salesforce login acme-dev --type Sandbox:\n%s", logIn("login.png", true, "login", "acme-dev", "--type", "Sandbox"))
 
 	revoke(t, kubeconfig)
 	out, err := plugin("test", "acme-dev").CombinedOutput()
 	if code := exitCode(err); code != 1 || !strings.Contains(string(out), "Disconnected, not Ready") {
 		t.Fatalf("test of the revoked org: exit %d, want 1 and Disconnected:\n%s", code, out)
 	}
-	t.Logf("kubectl salesforce reconnect acme-dev:\n%s", logIn("reconnect.png", "reconnect", "acme-dev"))
+	t.Logf("kubectl salesforce reconnect acme-dev:\n%s", logIn("reconnect.png", false, "reconnect", "acme-dev"))
 
 	// open: the frontdoor link logs Chromium in to the org.
 	out, err = plugin("open", "acme-dev").CombinedOutput()

@@ -50,7 +50,9 @@ func Seed(ctx context.Context, c client.Client, fake *sftest.Server) (map[string
 	hub := fake.AddOrg(sftest.OrgSpec{Name: "acme-devhub", Kind: sftest.DeveloperEdition, DevHub: true})
 	ci := fake.AddOrg(sftest.OrgSpec{Name: "acme-ci", Kind: sftest.Production, Username: "ci@acme-ci.example.com"})
 	qa := fake.AddOrg(sftest.OrgSpec{Name: "acme-qa", Kind: sftest.Sandbox, Production: prod, SandboxName: "qa"})
-	dev := fake.AddOrg(sftest.OrgSpec{Name: Waiting, Kind: sftest.Sandbox, Username: WaitingUser})
+	// Its user has not allowed the CLI's app yet: the first login asks "Allow Access?", as
+	// Salesforce does.
+	dev := fake.AddOrg(sftest.OrgSpec{Name: Waiting, Kind: sftest.Sandbox, Username: WaitingUser, ApprovalRequired: true})
 	fakes := map[string]*sftest.Org{"acme-prod": prod, "acme-uat": uat, "acme-devhub": hub, "acme-ci": ci, "acme-qa": qa, Waiting: dev}
 	ciKey, ciUser, ciPEM := ci.JWT()
 	ns := Namespace
@@ -199,7 +201,8 @@ The org %s waits to be connected. make run built the kubectl plugin into bin/:
   kubectl salesforce login %s --type Sandbox
 
 In the browser, log in to the fake Salesforce as %s, password %s
-(the fake's demo user; it exists only in this demo). The plugin finds the fake (%s) and its CA
+(the fake's demo user; it exists only in this demo), and allow the app when it asks (the first
+time, as Salesforce does). The plugin finds the fake (%s) and its CA
 (%s/%s) in that kubeconfig's context; your browser does not know that CA: accept its warning
 for 127.0.0.1, or trust the file.
 

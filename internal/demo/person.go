@@ -15,7 +15,8 @@ var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value=
 
 // LogIn does, without a browser, what a person does on the fake Salesforce's login page that
 // authorize (the URL `kubectl salesforce login` opens) shows: submit the form as user with
-// password, and follow the redirect to the plugin's callback. hc must trust the fake and must
+// password, allow the app when asked (the first time), and follow the redirect to the plugin's
+// callback. hc must trust the fake and must
 // not follow redirects. It returns the callback's page: the plugin's answer.
 func LogIn(ctx context.Context, hc *http.Client, authorize, user, password string) (string, error) {
 	get := func(u string) (*http.Response, string, error) {
@@ -42,20 +43,33 @@ func LogIn(ctx context.Context, hc *http.Client, authorize, user, password strin
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("the login page answered HTTP %d", resp.StatusCode)
 	}
-	form := url.Values{"username": {user}, "pw": {password}}
-	for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
-		form.Set(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
+	post := func(page string, fields url.Values) (*http.Response, string, error) {
+		for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
+			fields.Set(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, au.Scheme+"://"+au.Host+au.Path, strings.NewReader(fields.Encode()))
+		if err != nil {
+			return nil, "", err
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return nil, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return resp, string(b), nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, au.Scheme+"://"+au.Host+au.Path, strings.NewReader(form.Encode()))
+	resp, page, err = post(page, url.Values{"username": {user}, "pw": {password}})
 	if err != nil {
 		return "", err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err = hc.Do(req)
-	if err != nil {
-		return "", err
+	if resp.StatusCode == http.StatusOK && strings.Contains(page, `id="oaapprove"`) {
+		// The first login to an app asks "Allow Access?": allow it, as the person would.
+		if resp, _, err = post(page, url.Values{"approve": {"Allow"}}); err != nil {
+			return "", err
+		}
 	}
-	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusFound {
 		return "", fmt.Errorf("the login form answered HTTP %d, not a redirect to the callback (a wrong user or password?)", resp.StatusCode)
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -344,5 +345,45 @@ func TestJWTAsTheCLISendsIt(t *testing.T) {
 	}
 	if a := grant("https://test.salesforce.com/", time.Now().UnixMilli()); a.status != 400 || !strings.Contains(a.body, "audience") {
 		t.Errorf("a production org's JWT for the sandbox audience: %d %s", a.status, a.body)
+	}
+}
+
+// A user who never allowed the app sees "Allow Access?" after logging in, once: Allow issues the
+// code (and is remembered), Deny redirects with access_denied, and a ticket is good for one answer.
+func TestApprovalPageTheFirstTime(t *testing.T) {
+	s := NewServer(t)
+	o := s.AddOrg(OrgSpec{Username: "new@example.com", ApprovalRequired: true})
+	form, _ := url.ParseQuery(authorizeQuery(nil))
+	form.Set("username", "new@example.com")
+	form.Set("pw", o.Password())
+	page := do(t, s, "POST", "/services/oauth2/authorize", "", form)
+	if page.status != 200 || !strings.Contains(page.body, "Allow Access?") || !strings.Contains(page.body, `id="oaapprove"`) {
+		t.Fatalf("after the login form: %d, want the approval page", page.status)
+	}
+	ticket := regexp.MustCompile(`name="approval_ticket" value="([^"]+)"`).FindStringSubmatch(page.body)
+	if ticket == nil {
+		t.Fatal("no approval ticket on the page")
+	}
+	answer := func(button string) answer {
+		f, _ := url.ParseQuery(authorizeQuery(nil))
+		f.Set("approval_ticket", ticket[1])
+		f.Set(button, "x")
+		return do(t, s, "POST", "/services/oauth2/authorize", "", f)
+	}
+	a := answer("deny")
+	if u, _ := url.Parse(a.header.Get("Location")); a.status != 302 || u.Query().Get("error") != "access_denied" {
+		t.Fatalf("Deny: %d", a.status)
+	}
+	if a := answer("approve"); a.status != 200 || !strings.Contains(a.body, "expired") {
+		t.Fatalf("a ticket answered twice: %d, want the login page", a.status)
+	}
+	page = do(t, s, "POST", "/services/oauth2/authorize", "", form)
+	ticket = regexp.MustCompile(`name="approval_ticket" value="([^"]+)"`).FindStringSubmatch(page.body)
+	a = answer("approve")
+	if u, _ := url.Parse(a.header.Get("Location")); a.status != 302 || u.Query().Get("code") == "" || u.Query().Get("state") != "st4te" {
+		t.Fatalf("Allow: %d", a.status)
+	}
+	if _, q := webLogin(t, s, "new@example.com", o.Password(), nil); q.Get("code") == "" {
+		t.Fatal("the second login asked again")
 	}
 }

@@ -136,6 +136,23 @@ func (s *Server) authorizeLocked(r *http.Request, body []byte) reply {
 	if r.Method == http.MethodGet {
 		return s.loginPageReply(q, "")
 	}
+	if ticket := q.Get("approval_ticket"); ticket != "" {
+		a := s.pending[ticket]
+		delete(s.pending, ticket) // one use, whatever the answer
+		switch {
+		case a == nil || a.clientID != clientID || a.org.deleted:
+			return s.loginPageReply(q, "Your session has expired. Please log in again.")
+		case q.Get("deny") != "":
+			return fail("access_denied", "end-user denied authorization")
+		case q.Get("approve") == "":
+			return htmlReply(http.StatusBadRequest, "<html><body>Bad request</body></html>")
+		}
+		if a.org.approvedApps == nil {
+			a.org.approvedApps = map[string]bool{}
+		}
+		a.org.approvedApps[clientID] = true
+		return back(url.Values{"code": {s.newCodeLocked(&authCode{org: a.org, clientID: clientID, redirectURI: redirectURI, challenge: q.Get("code_challenge")})}})
+	}
 	var o *Org
 	for _, c := range s.orgs {
 		if strings.EqualFold(c.spec.Username, q.Get("username")) && c.password == q.Get("pw") && !c.deleted {
@@ -151,8 +168,47 @@ func (s *Server) authorizeLocked(r *http.Request, body []byte) reply {
 		return fail("invalid_client_id", "client identifier invalid")
 	case o.webLoginDenied:
 		return fail("access_denied", "end-user denied authorization")
+	case o.spec.ApprovalRequired && !o.approvedApps[clientID]:
+		return s.approvalPageReply(o, q)
 	}
 	return back(url.Values{"code": {s.newCodeLocked(&authCode{org: o, clientID: clientID, redirectURI: redirectURI, challenge: q.Get("code_challenge")})}})
+}
+
+// approval is a login that waits on the "Allow Access?" page.
+type approval struct {
+	org      *Org
+	clientID string
+}
+
+var approvalPage = template.Must(template.New("approve").Parse(`<!DOCTYPE html>
+<html><head><title>Allow Access? | Salesforce</title></head><body>
+<h1>Allow Access?</h1>
+<p>{{.App}} is asking to access your basic information and data, and to perform requests on your behalf at any time, as {{.User}}.</p>
+<form id="approval_form" method="POST" action="/services/oauth2/authorize">
+{{range $k, $v := .Params}}<input type="hidden" name="{{$k}}" value="{{$v}}">
+{{end}}<input type="submit" id="oaapprove" name="approve" value="Allow">
+<input type="submit" id="oadeny" name="deny" value="Deny">
+</form></body></html>
+`))
+
+// approvalPageReply asks the logged-in user to allow the app: the authorize parameters ride along,
+// with a one-time ticket that stands for the login.
+func (s *Server) approvalPageReply(o *Org, q url.Values) reply {
+	ticket := randomToken(24)
+	s.issued = append(s.issued, ticket)
+	s.pending[ticket] = &approval{org: o, clientID: q.Get("client_id")}
+	params := map[string]string{"approval_ticket": ticket}
+	for _, k := range authorizeParams {
+		if v := q.Get(k); v != "" {
+			params[k] = v
+		}
+	}
+	var b strings.Builder
+	_ = approvalPage.Execute(&b, struct {
+		App, User string
+		Params    map[string]string
+	}{q.Get("client_id"), o.spec.Username, params})
+	return htmlReply(http.StatusOK, b.String())
 }
 
 func (s *Server) loginPageReply(q url.Values, msg string) reply {

@@ -47,6 +47,10 @@ type OrgSpec struct {
 	// (SandboxProcess) and authorizes its user (sandboxAuth). Only for Kind Sandbox.
 	Production  *Org
 	SandboxName string
+	// ApprovalRequired: the user has not yet allowed the connected app. After a web login,
+	// authorize shows the "Allow Access?" page, as Salesforce does the first time a user
+	// authorizes an app that is not admin-approved; once allowed, it does not ask again.
+	ApprovalRequired bool
 }
 
 // Org is one fake org. Its methods are safe for concurrent use.
@@ -73,8 +77,9 @@ type Org struct {
 	failAlways       FailMode
 	password         string // for the web login form
 	webLoginDenied   bool
-	activating       bool   // a sandbox whose copy is done but whose user cannot log in yet
-	sandboxInfoID    string // a sandbox's SandboxInfo and SandboxProcess ids
+	approvedApps     map[string]bool // client ids the user allowed on the approval page
+	activating       bool            // a sandbox whose copy is done but whose user cannot log in yet
+	sandboxInfoID    string          // a sandbox's SandboxInfo and SandboxProcess ids
 	sandboxProcessID string
 
 	reuseDetection    bool // SetReuseDetection

@@ -92,6 +92,7 @@ type Server struct {
 	access   map[string]*accessGrant
 	inflight map[string]int       // refresh tokens of refresh_token grants accepted and not yet answered
 	codes    map[string]*authCode // unused authorization codes
+	pending  map[string]*approval // logins waiting on the "Allow Access?" page, by ticket
 	otps     map[string]*Org      // unused frontdoor links (singleaccess)
 	broken   map[string]FailMode  // FailEndpoint
 	apps     map[string]*Org      // JWT consumer key
@@ -169,6 +170,7 @@ func NewAdvertisedServer(addr, advertise string, dnsNames ...string) (*Server, e
 		access:   map[string]*accessGrant{},
 		inflight: map[string]int{},
 		codes:    map[string]*authCode{},
+		pending:  map[string]*approval{},
 		otps:     map[string]*Org{},
 		broken:   map[string]FailMode{},
 		apps:     map[string]*Org{},
