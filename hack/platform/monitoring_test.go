@@ -90,7 +90,6 @@ func exported(t *testing.T) map[string]bool {
 	return names
 }
 
-
 var metricName = regexp.MustCompile(`\bsalesforce_[a-z_]+\b`)
 
 func checkMetricNames(t *testing.T, where, expr string, names map[string]bool) {
