@@ -330,13 +330,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	if !s.pause(r, delay) {
-		return
+		// The client gave up (or the server is closing): drop the connection rather than let
+		// net/http answer an empty 200, which a client could take for Salesforce's answer.
+		panic(http.ErrAbortHandler)
 	}
 	if f != nil {
 		switch f.mode {
 		case FailSlow:
 			if !s.pause(r, slow) {
-				return
+				panic(http.ErrAbortHandler) // as above
 			}
 		case Fail5xx:
 			restErrorReply(http.StatusInternalServerError, "UNKNOWN_EXCEPTION",
