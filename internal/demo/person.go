@@ -19,10 +19,18 @@ var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value=
 // callback. hc must trust the fake and must
 // not follow redirects. It returns the callback's page: the plugin's answer.
 func LogIn(ctx context.Context, hc *http.Client, authorize, user, password string) (string, error) {
-	get := func(u string) (*http.Response, string, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	// send makes one request (a GET of u, or a POST of form to u) and reads its answer.
+	send := func(u string, form url.Values) (*http.Response, string, error) {
+		method, body := http.MethodGet, io.Reader(nil)
+		if form != nil {
+			method, body = http.MethodPost, strings.NewReader(form.Encode())
+		}
+		req, err := http.NewRequestWithContext(ctx, method, u, body)
 		if err != nil {
 			return nil, "", err
+		}
+		if form != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		}
 		resp, err := hc.Do(req)
 		if err != nil {
@@ -32,6 +40,7 @@ func LogIn(ctx context.Context, hc *http.Client, authorize, user, password strin
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		return resp, string(b), nil
 	}
+	get := func(u string) (*http.Response, string, error) { return send(u, nil) }
 	au, err := url.Parse(authorize)
 	if err != nil || au.Path != "/services/oauth2/authorize" {
 		return "", fmt.Errorf("not an authorize URL")
@@ -43,22 +52,12 @@ func LogIn(ctx context.Context, hc *http.Client, authorize, user, password strin
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("the login page answered HTTP %d", resp.StatusCode)
 	}
+	// post submits the form on page (its hidden fields) with fields.
 	post := func(page string, fields url.Values) (*http.Response, string, error) {
 		for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
 			fields.Set(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, au.Scheme+"://"+au.Host+au.Path, strings.NewReader(fields.Encode()))
-		if err != nil {
-			return nil, "", err
-		}
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		resp, err := hc.Do(req)
-		if err != nil {
-			return nil, "", err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return resp, string(b), nil
+		return send(au.Scheme+"://"+au.Host+au.Path, fields)
 	}
 	resp, page, err = post(page, url.Values{"username": {user}, "pw": {password}})
 	if err != nil {
