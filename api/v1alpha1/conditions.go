@@ -130,10 +130,35 @@ const (
 	// ReasonSecretNameTaken: a Secret the operator keeps for the org (a sandbox's credential, the
 	// rotation record) exists already and is not the operator's; it is never taken over.
 	ReasonSecretNameTaken = "SecretNameTaken"
+
+	// Reasons of a SalesforceAccessToken (a hand-out of short-lived access). Ready's reason names
+	// why no access is held; OrgNotFound, OrgInactive, ImplementationSuspended and
+	// SecretNameTaken are shared with the kinds above.
+
+	// ReasonAccessIssued: the Secret holds a live access token of the org.
+	ReasonAccessIssued = "AccessIssued"
+	// ReasonAccessExpired: the lifetime ended; the Secret was deleted and the token revoked.
+	ReasonAccessExpired = "Expired"
+	// ReasonAccessDenied: the requester may not use the org (no RBAC verb "use" on it), or no
+	// requester is recorded (the admission webhook was bypassed).
+	ReasonAccessDenied = "AccessDenied"
+	// ReasonOrgNotConnected: the org is not Connected; access is issued once it is.
+	ReasonOrgNotConnected = "OrgNotConnected"
+	// ReasonStageNotFound: stageRef names no PipelineStage.
+	ReasonStageNotFound = "StageNotFound"
+	// ReasonStageInactive: the stage named by stageRef is Inactive.
+	ReasonStageInactive = "StageInactive"
+	// ReasonStageOrgMismatch: the stage named by stageRef maps to another org than orgRef.
+	ReasonStageOrgMismatch = "StageOrgMismatch"
+	// ReasonOrgDeleted: the org is being deleted; its hand-outs were withdrawn.
+	ReasonOrgDeleted = "OrgDeleted"
 )
 
 // GetConditions returns the org's status conditions.
 func (o *SalesforceOrg) GetConditions() []metav1.Condition { return o.Status.Conditions }
+
+// GetConditions returns the hand-out's status conditions.
+func (a *SalesforceAccessToken) GetConditions() []metav1.Condition { return a.Status.Conditions }
 
 // GetConditions returns the stage's status conditions.
 func (s *PipelineStage) GetConditions() []metav1.Condition { return s.Status.Conditions }

@@ -347,10 +347,13 @@ func (s *Server) revokeLocked(r *http.Request) reply {
 		return reply{status: http.StatusOK}
 	}
 	if g := s.access[t]; g != nil {
+		// Only this access token (the session every holder of it shares) ends; its refresh token
+		// lives, and the chain's next refresh opens a new session.
 		delete(s.access, t)
+		g.org.accessRevoked++
 		return reply{status: http.StatusOK}
 	}
-	return oauthErrorReply("unsupported_token_type", "this token type is not supported")
+	return oauthErrorReply("invalid_token", "Token was invalid")
 }
 
 // --- identity ---

@@ -87,6 +87,7 @@ type Org struct {
 	spentPresented    int  // SpentTokensPresented; never reset
 	concurrentRefused int  // ConcurrentRefreshesRefused; never reset
 	chainsRevoked     int  // ChainsRevoked; never reset
+	accessRevoked     int  // AccessTokensRevoked; never reset
 	refreshesGranted  int  // RefreshesGranted; never reset
 }
 

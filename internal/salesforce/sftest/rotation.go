@@ -2,6 +2,7 @@ package sftest
 
 import (
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -16,6 +17,10 @@ import (
 type chain struct {
 	current string // its newest refresh token, the only one that can still be live
 	revoked bool   // by reuse detection: current and every access token of the chain are dead
+	// session is the chain's access token: Salesforce answers every refresh of a chain with the
+	// same access token while its session lives, and a new one only once it ended (revoked,
+	// expired). So everyone holding an access token of one chain holds the same session.
+	session string
 }
 
 // refreshGrant is one refresh token ever issued.
@@ -44,13 +49,34 @@ func (o *Org) newRefreshTokenLocked(ch *chain) (string, *chain) {
 	return t, ch
 }
 
-// issueAccessLocked issues an access token of the org's current epoch, from chain ch (nil for a
-// JWT grant or a frontdoor session, which belong to no refresh-token chain).
+// issueAccessLocked answers an access token of the org's current epoch, from chain ch (nil for a
+// JWT grant or a frontdoor session, which belong to no refresh-token chain). A chain's live
+// session is answered again (see chain.session); a new one is issued only when it has none.
 func (o *Org) issueAccessLocked(ch *chain) string {
-	t := randomToken(48)
+	if ch != nil {
+		if g := o.s.access[ch.session]; g != nil && g.liveLocked() {
+			return ch.session
+		}
+	}
+	t := accessToken(o.orgID)
 	o.s.issued = append(o.s.issued, t)
 	o.s.access[t] = &accessGrant{org: o, epoch: o.epoch, chain: ch}
+	if ch != nil {
+		ch.session = t
+	}
 	return t
+}
+
+// accessToken is a new access token in Salesforce's shape, "<15-character org id>!<opaque>": the
+// Salesforce CLI recognises an access token by it (a --target-org value that matches is used as
+// a token, not looked up as a username).
+func accessToken(orgID string) string {
+	prefix := orgID
+	if len(prefix) > 15 {
+		prefix = prefix[:15]
+	}
+	body := strings.NewReplacer("-", ".", "_", ".").Replace(randomToken(72))
+	return prefix + "!AQ" + body
 }
 
 // rotateLocked spends g's token, which a successful refresh presented, and issues the next one of
@@ -197,6 +223,23 @@ func (o *Org) ChainsRevoked() int {
 	o.s.mu.Lock()
 	defer o.s.mu.Unlock()
 	return o.chainsRevoked
+}
+
+// AccessTokensRevoked is how many of this org's access tokens were revoked at
+// /services/oauth2/revoke. ResetCalls leaves it alone.
+func (o *Org) AccessTokensRevoked() int {
+	o.s.mu.Lock()
+	defer o.s.mu.Unlock()
+	return o.accessRevoked
+}
+
+// AccessTokenLive says whether an access token still opens a session: issued by this fake, not
+// revoked, its chain not revoked, its org not deleted or refreshed since.
+func (s *Server) AccessTokenLive(token string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.access[token]
+	return g != nil && g.liveLocked() && !g.org.deleted
 }
 
 // SpentTokensPresented is the sum of Org.SpentTokensPresented over every org of the server.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -410,3 +411,39 @@ func TestChainsFollowEveryFreshGrant(t *testing.T) {
 		t.Errorf("spent %d revoked %d, want 1 and 1", o.SpentTokensPresented(), o.ChainsRevoked())
 	}
 }
+
+// Salesforce answers every refresh of a chain with the chain's live session, rotation or not;
+// revoking that access token ends it for every holder and leaves the refresh token alive, and
+// the next refresh opens a new session.
+func TestOneSessionPerChain(t *testing.T) {
+	for _, rotate := range []bool{false, true} {
+		s := NewServer(t)
+		o := s.AddOrg(OrgSpec{})
+		o.SetRotateRefreshTokens(rotate)
+		first := login(t, s, o)
+		second := login(t, s, o)
+		if first["access_token"] != second["access_token"] {
+			t.Fatalf("rotate=%v: two refreshes of one chain answered two sessions", rotate)
+		}
+		tok := first["access_token"].(string)
+		if !accessTokenShape.MatchString(tok) || !strings.HasPrefix(tok, o.OrgID()[:15]+"!") {
+			t.Errorf("access token is not in Salesforce's shape (00D…!…)")
+		}
+		if a := do(t, s, "POST", "/services/oauth2/revoke", "", url.Values{"token": {tok}}); a.status != 200 {
+			t.Fatalf("revoke: %d", a.status)
+		}
+		if s.AccessTokenLive(tok) || o.AccessTokensRevoked() != 1 {
+			t.Errorf("rotate=%v: the revoked session lives on (revoked %d)", rotate, o.AccessTokensRevoked())
+		}
+		third := login(t, s, o)
+		if third["access_token"] == tok || !s.AccessTokenLive(third["access_token"].(string)) {
+			t.Errorf("rotate=%v: the refresh after a revocation must open a new session", rotate)
+		}
+		if a := do(t, s, "POST", "/services/oauth2/revoke", "", url.Values{"token": {tok}}); a.status != 400 || !strings.Contains(a.body, `"invalid_token"`) {
+			t.Errorf("revoking a dead token: %d %s", a.status, a.body)
+		}
+	}
+}
+
+// accessTokenShape is the Salesforce CLI's own test of an opaque access token.
+var accessTokenShape = regexp.MustCompile(`^(00D\w{12,15})![.\w]*$`)
