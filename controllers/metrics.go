@@ -23,10 +23,14 @@ var (
 		Help:    "Duration of one org health check, by result reason.",
 		Buckets: prometheus.ExponentialBuckets(0.05, 2, 10),
 	}, []string{"reason"})
+	handoutsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "salesforce_access_handouts_total",
+		Help: "Hand-outs of short-lived org access (SalesforceAccessToken), by org and result: issued, failed, withdrawn, revoke_failed.",
+	}, []string{"namespace", "org", "result"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(orgMetrics, salesforceCalls, checkDuration)
+	metrics.Registry.MustRegister(orgMetrics, salesforceCalls, checkDuration, handoutsTotal)
 }
 
 // ObserveSalesforceCall is the salesforce.Options.Observe hook: one count per HTTP request.
@@ -122,4 +126,5 @@ func forgetOrgMetrics(namespace, name string) {
 	orgMetrics.mu.Lock()
 	defer orgMetrics.mu.Unlock()
 	delete(orgMetrics.orgs, types.NamespacedName{Namespace: namespace, Name: name})
+	handoutsTotal.DeletePartialMatch(prometheus.Labels{"namespace": namespace, "org": name})
 }

@@ -34,6 +34,9 @@ type Checker interface {
 	CheckChain(ctx context.Context, ch salesforce.Chain, storedVersion string) (*salesforce.CheckResult, error)
 	AuthorizeSandbox(ctx context.Context, prod salesforce.Chain, storedVersion, sandboxName string) (*salesforce.SandboxAuthorization, error)
 	Forget(chainID string)
+	// Access and RevokeAccess serve hand-outs (SalesforceAccessToken) through the same chains.
+	Access(ctx context.Context, ch salesforce.Chain, storedVersion string) (salesforce.Access, error)
+	RevokeAccess(ctx context.Context, ch salesforce.Chain, instanceURL, token string) error
 }
 
 // SalesforceOrgReconciler keeps a SalesforceOrg's status true: it validates the credential,
@@ -125,6 +128,9 @@ type orgScope struct {
 	prod *sfv1.SalesforceOrg
 	// writtenSecretVersion is the auth Secret's version after this reconcile wrote it.
 	writtenSecretVersion string
+	// handOut: the scope of a hand-out's use of the chain (see accessScope), which never
+	// authorises a sandbox afresh.
+	handOut bool
 }
 
 // +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceorgs,verbs=get;list;watch;patch;delete

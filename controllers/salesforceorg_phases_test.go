@@ -81,6 +81,14 @@ func (f *fakeChecker) CheckChain(ctx context.Context, ch salesforce.Chain, store
 
 func (f *fakeChecker) Forget(string) {}
 
+func (f *fakeChecker) Access(context.Context, salesforce.Chain, string) (salesforce.Access, error) {
+	return salesforce.Access{}, errors.New("not in these tests")
+}
+
+func (f *fakeChecker) RevokeAccess(context.Context, salesforce.Chain, string, string) error {
+	return errors.New("not in these tests")
+}
+
 func (f *fakeChecker) AuthorizeSandbox(context.Context, salesforce.Chain, string, string) (*salesforce.SandboxAuthorization, error) {
 	return nil, errors.New("not in these tests")
 }

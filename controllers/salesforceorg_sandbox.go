@@ -98,6 +98,10 @@ func (r *SalesforceOrgReconciler) loadSandboxCredential(ctx context.Context, ch 
 	case !apierrors.IsNotFound(err):
 		return nil, unhandled(err, "Reading Secret %q failed", ch.secret.Name)
 	}
+	if sc.handOut {
+		return nil, &salesforce.Error{Reason: salesforce.ReasonCredentialRejected,
+			Message: "the sandbox's credential is not stored yet: its own check authorises it through the production org first"}
+	}
 	cred, secret, err := r.deriveSandboxCredential(ctx, sc)
 	if secret != nil {
 		ch.version = secret.ResourceVersion

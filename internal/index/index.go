@@ -30,6 +30,10 @@ const (
 	// credential chain in a Secret: rules.OtherChainOwner). Setup does not index it in the
 	// manager's cache; see SetupAuthSecret.
 	OrgAuthSecret = "spec.authSecretRef.name"
+	// AccessOrgRef indexes SalesforceAccessTokens by spec.orgRef.name.
+	AccessOrgRef = "spec.orgRef.name"
+	// AccessStageRef indexes SalesforceAccessTokens by spec.stageRef.name.
+	AccessStageRef = "spec.stageRef.name"
 )
 
 // Setup registers every index with the manager's cache.
@@ -51,6 +55,15 @@ func Setup(ctx context.Context, fi client.FieldIndexer) error {
 		{&sfv1.SalesforceOrg{}, OrgSandboxOf, func(o client.Object) []string {
 			if sb := o.(*sfv1.SalesforceOrg).Spec.SandboxOf; sb != nil {
 				return []string{sb.ProductionOrgRef.Name}
+			}
+			return nil
+		}},
+		{&sfv1.SalesforceAccessToken{}, AccessOrgRef, func(o client.Object) []string {
+			return []string{o.(*sfv1.SalesforceAccessToken).Spec.OrgRef.Name}
+		}},
+		{&sfv1.SalesforceAccessToken{}, AccessStageRef, func(o client.Object) []string {
+			if ref := o.(*sfv1.SalesforceAccessToken).Spec.StageRef; ref != nil {
+				return []string{ref.Name}
 			}
 			return nil
 		}},
@@ -100,6 +113,16 @@ func StagesForOrg(ctx context.Context, r client.Reader, namespace, org string) (
 		return nil, err
 	}
 	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
+	return list.Items, nil
+}
+
+// AccessTokensFor lists the SalesforceAccessTokens in namespace whose field (AccessOrgRef or
+// AccessStageRef) names name. r is the cache (indexed).
+func AccessTokensFor(ctx context.Context, r client.Reader, namespace, field, name string) ([]sfv1.SalesforceAccessToken, error) {
+	var list sfv1.SalesforceAccessTokenList
+	if err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{field: name}); err != nil {
+		return nil, err
+	}
 	return list.Items, nil
 }
 

@@ -155,7 +155,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--watch-label-selector %q: %w", o.WatchLabelSelector, err)
 		}
-		for _, obj := range []client.Object{&sfv1.SalesforceOrg{}, &sfv1.PipelineStage{}, &sfv1.SalesforceImplementation{}} {
+		for _, obj := range []client.Object{&sfv1.SalesforceOrg{}, &sfv1.PipelineStage{}, &sfv1.SalesforceImplementation{}, &sfv1.SalesforceAccessToken{}} {
 			cacheOpts.ByObject[obj] = cache.ByObject{Label: shard}
 		}
 		electionID = leaderElectionID(shard)
@@ -225,7 +225,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := (&controllers.SalesforceOrgReconciler{
+	orgs := &controllers.SalesforceOrgReconciler{
 		Client:          mgr.GetClient(),
 		APIReader:       mgr.GetAPIReader(),
 		SecretMetadata:  mgr.GetCache(),
@@ -237,8 +237,17 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		// Salesforce checks keep a worker's reads and status write off the checks' critical path.
 		MaxConcurrentChecks:     orDefaultInt(o.MaxConcurrentChecks, 32),
 		MaxConcurrentReconciles: 2 * orDefaultInt(o.MaxConcurrentChecks, 32),
-	}).SetupWithManager(mgr); err != nil {
+	}
+	if err := orgs.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the SalesforceOrg controller: %w", err)
+	}
+	if err := (&controllers.SalesforceAccessTokenReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Orgs:      orgs,
+		Notify:    controllers.NewNotifier(mgr.GetEventRecorder("salesforce-operator")),
+	}).SetupWithManager(mgr, orDefaultInt(o.MaxConcurrentChecks, 32)); err != nil {
+		return nil, fmt.Errorf("setting up the SalesforceAccessToken controller: %w", err)
 	}
 	if err := (&controllers.PipelineStageReconciler{
 		Client: mgr.GetClient(),

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 )
 
 // Hand-outs: short-lived access to an org for someone else (a pipeline, a person), given by the
@@ -28,14 +27,10 @@ type Access struct {
 	UserID      string
 }
 
-// accessFresh is how recently a session's access token must have worked for Access to hand it
-// out without asking Salesforce first.
-const accessFresh = 30 * time.Second
-
 // Access returns a live access token of the chain ch stores. storedVersion is as for CheckChain.
-// It costs no Salesforce call when the session's token worked within the last 30 seconds, one
-// (GET the API's resource directory) otherwise, and a token exchange only when the session has no
-// token or Salesforce refused it. Errors are as CheckChain's.
+// It costs one Salesforce call (GET the API's resource directory, which proves the session still
+// lives: a session can end at any moment, by its timeout or an administrator), and a token
+// exchange only when the session has no token or Salesforce refused it. Errors are as CheckChain's.
 func (c *Client) Access(ctx context.Context, ch Chain, storedVersion string) (Access, error) {
 	s, unlock, err := c.lockChain(ctx, ch.ChainID())
 	if err != nil {
@@ -43,12 +38,7 @@ func (c *Client) Access(ctx context.Context, ch Chain, storedVersion string) (Ac
 	}
 	defer unlock()
 	ctx = withOrgLimiter(ctx, s.limiter)
-	err = c.use(ctx, s, ch, storedVersion, func() error {
-		if time.Since(s.workedAt) < accessFresh {
-			return nil
-		}
-		return c.resources(ctx, s)
-	})
+	err = c.use(ctx, s, ch, storedVersion, func() error { return c.resources(ctx, s) })
 	if err != nil {
 		var ua *unauthorizedError
 		if errors.As(err, &ua) {
@@ -86,13 +76,12 @@ func (c *Client) resources(ctx context.Context, s *session) error {
 		return err
 	}
 	c.observeCall(p, nil)
-	s.workedAt = time.Now()
 	return nil
 }
 
 // RevokeAccess revokes an access token that Access handed out (POST /services/oauth2/revoke at
 // instanceURL), under the chain's lock, and drops it from the chain's session when the session
-// holds it, so the next use of the chain gets a new one. A token Salesforce no longer knows
+// holds it, so the next use of the chain gets a new one (ch nil: the chain is gone, no lock). A token Salesforce no longer knows
 // (answer invalid_token) counts as revoked. It never presents the refresh token.
 func (c *Client) RevokeAccess(ctx context.Context, ch Chain, instanceURL, token string) error {
 	if token == "" {
@@ -102,18 +91,21 @@ func (c *Client) RevokeAccess(ctx context.Context, ch Chain, instanceURL, token 
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return &Error{Reason: ReasonServerError, Message: "the hand-out's instance URL is not an https URL"}
 	}
-	if _, err := c.allow.check(u.Hostname()); err != nil {
+	if _, err := c.allow.check(u.Host); err != nil {
 		return &Error{Reason: ReasonHostNotAllowed, Message: "the hand-out's instance URL points at " + serverText(u.Host) + ", which is not allowed (" + hostWhy(err) + ")"}
 	}
-	s, unlock, err := c.lockChain(ctx, ch.ChainID())
-	if err != nil {
-		return err
+	if ch != nil {
+		s, unlock, err := c.lockChain(ctx, ch.ChainID())
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		if s.access == token {
+			s.access = ""
+		}
+		ctx = withOrgLimiter(ctx, s.limiter)
 	}
-	defer unlock()
-	if s.access == token {
-		s.access, s.workedAt = "", time.Time{}
-	}
-	cctx, p, cancel := c.call(withOrgLimiter(ctx, s.limiter), "revoke")
+	cctx, p, cancel := c.call(ctx, "revoke")
 	defer cancel()
 	req, err := http.NewRequestWithContext(cctx, http.MethodPost, strings.TrimSuffix(instanceURL, "/")+"/services/oauth2/revoke",
 		strings.NewReader(url.Values{"token": {token}}.Encode()))

@@ -96,7 +96,6 @@ type session struct {
 	instanceURL string
 	orgID       string
 	userID      string
-	workedAt    time.Time // when access last worked (issued, or a call succeeded with it)
 
 	lastUsed time.Time // guarded by Client.mu
 }
@@ -164,7 +163,7 @@ func (c *Client) use(ctx context.Context, s *session, ch Chain, storedVersion st
 	err := call()
 	var ua *unauthorizedError
 	if errors.As(err, &ua) && !fresh {
-		s.access, s.workedAt = "", time.Time{}
+		s.access = ""
 		if err := c.load(ctx, s, ch); err != nil {
 			return err
 		}
@@ -210,7 +209,6 @@ func (c *Client) load(ctx context.Context, s *session, ch Chain) error {
 func (s *session) reset(cred Credential) {
 	s.cred, s.version, s.pending, s.pendingFrom, s.spent, s.rotation = cred, "", nil, AuthURL{}, nil, RotationUnknown
 	s.access, s.instanceURL, s.orgID, s.userID = "", "", "", ""
-	s.workedAt = time.Time{}
 }
 
 func (s *session) isSpent(cred Credential) bool {
@@ -255,7 +253,6 @@ func (c *Client) exchange(ctx context.Context, s *session, ch Chain) error {
 		return err
 	}
 	s.access, s.instanceURL, s.orgID, s.userID = info.access, info.instanceURL, info.orgID, info.userID
-	s.workedAt = time.Now()
 	if !rotating {
 		return nil
 	}

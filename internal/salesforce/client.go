@@ -230,7 +230,6 @@ func (c *Client) CheckChain(ctx context.Context, ch Chain, storedVersion string)
 		return res, s.scrub(err)
 	}
 	res.Facts = facts
-	s.workedAt = time.Now()
 	return res, nil
 }
 

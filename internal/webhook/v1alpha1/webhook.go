@@ -29,6 +29,13 @@ func Setup(mgr ctrl.Manager) error {
 		Complete(); err != nil {
 		return err
 	}
+	mgr.GetWebhookServer().Register("/mutate-salesforce-sfops-io-v1alpha1-salesforceaccesstoken",
+		&webhook.Admission{Handler: &RequesterHandler{Reader: r}})
+	if err := ctrl.NewWebhookManagedBy(mgr, &sfv1.SalesforceAccessToken{}).
+		WithValidator(&AccessTokenValidator{Reader: r, Access: mgr.GetClient()}).
+		Complete(); err != nil {
+		return err
+	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &sfv1.PipelineStage{}).
 		WithValidator(&StageValidator{Reader: r}).
 		Complete(); err != nil {
