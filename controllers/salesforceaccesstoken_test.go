@@ -427,3 +427,65 @@ func TestFiftyParallelHandOutsOfOneRotatingOrg(t *testing.T) {
 		t.Errorf("spent %d revoked chains %d", fo.SpentTokensPresented(), fo.ChainsRevoked())
 	}
 }
+
+// A sandbox authorised through its production org gets hand-outs of its own session (the
+// operator's sandbox credential), with no auth Secret of its own anywhere near the requester.
+func TestHandOutOfASandboxAuthorisedThroughProduction(t *testing.T) {
+	ns := newNamespace(t)
+	prodFake, _ := connectedOrg(t, ns, "prod", sftest.Production, sfv1.OrgTypeProduction)
+	sbFake := fakeSF.AddOrg(sftest.OrgSpec{Name: ns + "-uat", Kind: sftest.Sandbox, Production: prodFake, SandboxName: "uat"})
+	mustCreate(t, sandboxOfOrg(ns, "uat", "prod", "uat"))
+	waitOrgReady(t, ns, "uat", metav1.ConditionTrue, sfv1.ReasonConnected)
+	deployer := pipelineAccount(t, ns, "deployer")
+	if err := deployer.Create(context.Background(), newAccessToken(ns, "uat-deploy", "uat")); err != nil {
+		t.Fatal(apiErrorOnly(err))
+	}
+	waitAccessReady(t, ns, "uat-deploy", metav1.ConditionTrue, sfv1.ReasonAccessIssued)
+	s, _ := handOutSecret(t, ns, "uat-deploy")
+	if got := string(s.Data[sfv1.AccessOrgIDKey]); got != sbFake.OrgID() || !fakeSF.AccessTokenLive(string(s.Data[sfv1.AccessTokenKey])) {
+		t.Errorf("the hand-out opens org %s (want the sandbox %s), or its token is dead", got, sbFake.OrgID())
+	}
+}
+
+// The schema refuses a lifetime out of bounds and a change of the org, naming the fix.
+func TestHandOutSchema(t *testing.T) {
+	ns := newNamespace(t)
+	ctx := context.Background()
+	short := newAccessToken(ns, "short", "uat")
+	short.Spec.Lifetime = &metav1.Duration{Duration: time.Minute}
+	if err := k8s.Create(ctx, short); err == nil || !strings.Contains(err.Error(), "lifetime must be between 5m and 12h") {
+		t.Errorf("a 1m lifetime: %v", apiErrorOnly(err))
+	}
+	at := newAccessToken(ns, "fixed", "uat")
+	mustCreate(t, at)
+	at = get(t, &sfv1.SalesforceAccessToken{}, ns, "fixed")
+	at.Spec.OrgRef.Name = "prod"
+	if err := k8s.Update(ctx, at); err == nil || !strings.Contains(err.Error(), "orgRef cannot be changed") {
+		t.Errorf("changing orgRef: %v", apiErrorOnly(err))
+	}
+}
+
+// A hand-out whose session ended (timed out, ended by an administrator) is written again with a
+// live token at its next check (every 5 minutes, or at once on a reconcile request).
+func TestHandOutKeptFreshWhenItsSessionEnds(t *testing.T) {
+	ns := newNamespace(t)
+	ctx := context.Background()
+	fo, _ := connectedOrg(t, ns, "uat", sftest.Sandbox, sfv1.OrgTypeSandbox)
+	mustCreate(t, newAccessToken(ns, "long-job", "uat"))
+	waitAccessReady(t, ns, "long-job", metav1.ConditionTrue, sfv1.ReasonAccessIssued)
+	s, _ := handOutSecret(t, ns, "long-job")
+	old := string(s.Data[sfv1.AccessTokenKey])
+	fo.ExpireAccessTokens()
+	patch := client.RawPatch("application/merge-patch+json",
+		[]byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, sfv1.ReconcileRequestedAtAnnotation, time.Now().Format(time.RFC3339Nano))))
+	if err := k8s.Patch(ctx, newAccessToken(ns, "long-job", "uat"), patch); err != nil {
+		t.Fatal(apiErrorOnly(err))
+	}
+	eventually(t, "a live token in the Secret", func() string {
+		s, _ := handOutSecret(t, ns, "long-job")
+		if tok := string(s.Data[sfv1.AccessTokenKey]); tok == old || !fakeSF.AccessTokenLive(tok) {
+			return "still the ended session"
+		}
+		return ""
+	})
+}

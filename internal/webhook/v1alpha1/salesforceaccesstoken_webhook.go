@@ -19,7 +19,7 @@ import (
 	"github.com/sfops/salesforce-operator/internal/rules"
 )
 
-// +kubebuilder:webhook:path=/mutate-salesforce-sfops-io-v1alpha1-salesforceaccesstoken,mutating=true,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=salesforceaccesstokens,verbs=create;update,versions=v1alpha1,name=msalesforceaccesstoken-v1alpha1.sfops.io,admissionReviewVersions=v1,timeoutSeconds=5
+// +kubebuilder:webhook:path=/mutate-salesforce-sfops-io-v1alpha1-salesforceaccesstoken,mutating=true,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=salesforceaccesstokens,verbs=create;update,versions=v1alpha1,name=msalesforceaccesstoken-v1alpha1.sfops.io,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"create-or-requester-change","expression":"request.operation != 'UPDATE' || (has(object.metadata.annotations) ? object.metadata.annotations : {}) != (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})"}]}`
 
 // RequesterHandler records who asks for a SalesforceAccessToken. On create it writes the
 // request's own user (name, UID, groups, extra) into sfv1.RequesterAnnotation, overwriting
@@ -91,7 +91,7 @@ func requesterOf(req admission.Request) rules.Requester {
 	return who
 }
 
-// +kubebuilder:webhook:path=/validate-salesforce-sfops-io-v1alpha1-salesforceaccesstoken,mutating=false,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=salesforceaccesstokens,verbs=create;update,versions=v1alpha1,name=vsalesforceaccesstoken-v1alpha1.sfops.io,admissionReviewVersions=v1,timeoutSeconds=5
+// +kubebuilder:webhook:path=/validate-salesforce-sfops-io-v1alpha1-salesforceaccesstoken,mutating=false,failurePolicy=fail,sideEffects=None,groups=salesforce.sfops.io,resources=salesforceaccesstokens,verbs=create;update,versions=v1alpha1,name=vsalesforceaccesstoken-v1alpha1.sfops.io,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"create-or-requester-change","expression":"request.operation != 'UPDATE' || (has(object.metadata.annotations) ? object.metadata.annotations : {}) != (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})"}]}`
 
 // AccessTokenValidator refuses a hand-out to a requester without the RBAC verb "use" on the org
 // (a SubjectAccessReview of the request's own user), and any change of the requester record.
@@ -119,7 +119,8 @@ func (v *AccessTokenValidator) ValidateCreate(ctx context.Context, at *sfv1.Sale
 	return nil, nil
 }
 
-// ValidateUpdate refuses a change of the requester record.
+// ValidateUpdate refuses a change of the requester record. (The webhook sees an update only when
+// its annotations change: the operator's finalizer patches never reach it.)
 func (v *AccessTokenValidator) ValidateUpdate(_ context.Context, old, at *sfv1.SalesforceAccessToken) (admission.Warnings, error) {
 	if old.Annotations[sfv1.RequesterAnnotation] != at.Annotations[sfv1.RequesterAnnotation] {
 		return nil, apierrors.NewInvalid(sfv1.GroupVersion.WithKind("SalesforceAccessToken").GroupKind(), at.Name, field.ErrorList{
