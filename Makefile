@@ -206,19 +206,20 @@ e2e-cluster-check: e2e-cluster-tool e2e-cluster-images ## Smoke-test the running
 	@$(E2E_CLUSTER) check
 
 # `make e2e`: the manager's image twice (the second differs in its revision label, for the rolling
-# upgrade), imported into the cluster of `make e2e-cluster`, then hack/e2e's suite with the
+# upgrade) and the probe image (the pipeline Job of the hand-out test: the node has no curl image),
+# imported into the cluster of `make e2e-cluster`, then hack/e2e's suite with the
 # cluster's own kubectl (v1.36.3) and the chart's helm (hack/platform). The cluster is brought down
 # afterwards, pass or fail, unless E2E_KEEP=1.
 E2E_IMG ?= ghcr.io/sfops/salesforce-operator:e2e
 
 .PHONY: e2e
-e2e: e2e-cluster ## End-to-end suite in a real cluster: install (config/default, then the Helm chart), demo orgs Connected in-pod, webhooks, leader failover, securityContext, rolling upgrade.
+e2e: e2e-cluster ## End-to-end suite in a real cluster: install (config/default, then the Helm chart), demo orgs Connected in-pod, webhooks, leader failover, securityContext, rolling upgrade, a pipeline Job on a SalesforceAccessToken.
 	@mkdir -p $(E2E_BIN)
 	$(MAKE) --no-print-directory image IMG=$(E2E_IMG)-a IMAGE_TAR=$(E2E_BIN)/operator-a.tar IMAGE_REVISION=e2e-a
 	$(MAKE) --no-print-directory image IMG=$(E2E_IMG)-b IMAGE_TAR=$(E2E_BIN)/operator-b.tar IMAGE_REVISION=e2e-b
-	@$(E2E_CLUSTER) load $(E2E_BIN)/operator-a.tar $(E2E_BIN)/operator-b.tar
+	@$(E2E_CLUSTER) load $(E2E_BIN)/operator-a.tar $(E2E_BIN)/operator-b.tar $(E2E_BIN)/probe.tar
 	cd hack/platform && $(GO) build -o $(E2E_BIN)/helm helm.sh/helm/v4/cmd/helm
 	@rc=0; PATH="$(KUBEBUILDER_ASSETS):$$PATH" E2E_KUBECONFIG=$(E2E_CLUSTER_DIR)/kubeconfig \
-	  E2E_IMAGE=$(E2E_IMG)-a E2E_IMAGE_NEXT=$(E2E_IMG)-b E2E_HELM=$(E2E_BIN)/helm \
+	  E2E_IMAGE=$(E2E_IMG)-a E2E_IMAGE_NEXT=$(E2E_IMG)-b E2E_HELM=$(E2E_BIN)/helm E2E_PROBE_IMAGE=localhost/e2e/probe:v1 \
 	  $(GO) test -count=1 -v -timeout 30m ./hack/e2e $(TESTFLAGS) || rc=$$?; \
 	  if [ -z "$(E2E_KEEP)" ]; then $(E2E_CLUSTER) down; fi; exit $$rc

@@ -29,7 +29,7 @@ var shippedOrgUserRole sync.Once
 
 // pipelineAccount creates a ServiceAccount bound (RoleBinding in ns) to the shipped
 // salesforce-org-user ClusterRole, and returns a client that acts as it.
-func pipelineAccount(t *testing.T, ns, name string) client.Client {
+func pipelineAccount(t testing.TB, ns, name string) client.Client {
 	t.Helper()
 	shippedOrgUserRole.Do(func() {
 		raw, err := os.ReadFile("../config/rbac/salesforce_org_user_role.yaml")
@@ -52,7 +52,7 @@ func pipelineAccount(t *testing.T, ns, name string) client.Client {
 	return asServiceAccount(t, ns, name)
 }
 
-func asServiceAccount(t *testing.T, ns, name string) client.Client {
+func asServiceAccount(t testing.TB, ns, name string) client.Client {
 	t.Helper()
 	c := rest.CopyConfig(cfg)
 	c.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":" + name,

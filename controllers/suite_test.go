@@ -195,7 +195,7 @@ func newStage(ns, name, pipeline, org string) *sfv1.PipelineStage {
 	}
 }
 
-func mustCreate(t *testing.T, objs ...client.Object) {
+func mustCreate(t testing.TB, objs ...client.Object) {
 	t.Helper()
 	for _, o := range objs {
 		if err := k8s.Create(context.Background(), o); err != nil {

@@ -1,8 +1,8 @@
 // Package e2e is the end-to-end suite: the operator's image, installed with config/default (and
 // then the Helm chart) into a real cluster (`make e2e-cluster`), checking demo orgs from inside
 // its pods against the fake Salesforce behind a Service, admission through the webhook Service,
-// leader failover, the pods' security context as the kernel sees it, and a rolling upgrade with
-// refresh tokens rotating throughout. `make e2e` builds and imports the images, brings the
+// leader failover, the pods' security context as the kernel sees it, a rolling upgrade with
+// refresh tokens rotating throughout, and a pipeline Job using a SalesforceAccessToken. `make e2e` builds and imports the images, brings the
 // cluster up and runs it; without E2E_KUBECONFIG every test here is skipped.
 package e2e
 
@@ -50,12 +50,13 @@ type env struct {
 	image      string // the manager image to install (imported into the node, pull policy Never)
 	nextImage  string // the image the rolling upgrade moves to
 	helm       string // a helm binary ("" skips the chart install)
+	probe      string // the probe image of hack/cluster, the pipeline Job's ("" skips that step)
 	repo       string // the repository root
 }
 
 func loadEnv(t *testing.T) env {
 	e := env{kubeconfig: os.Getenv("E2E_KUBECONFIG"), image: os.Getenv("E2E_IMAGE"),
-		nextImage: os.Getenv("E2E_IMAGE_NEXT"), helm: os.Getenv("E2E_HELM")}
+		nextImage: os.Getenv("E2E_IMAGE_NEXT"), helm: os.Getenv("E2E_HELM"), probe: os.Getenv("E2E_PROBE_IMAGE")}
 	if e.kubeconfig == "" {
 		t.Skip("E2E_KUBECONFIG is not set: run `make e2e` (it brings up a cluster with `make e2e-cluster`)")
 	}
@@ -105,6 +106,7 @@ func TestEndToEnd(t *testing.T) {
 		{"WebhooksRefuseThroughTheService", s.webhooksRefuse},
 		{"LeaderFailover", s.leaderFailover},
 		{"RollingUpgradeKeepsEveryCredential", s.rollingUpgrade},
+		{"PipelineJobUsesAHandOut", s.pipelineHandOut},
 		{"Uninstall", s.uninstall},
 		{"HelmChart", s.helmChart},
 	}

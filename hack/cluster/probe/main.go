@@ -2,15 +2,22 @@
 // serve ADDR` answers every HTTP request with "probe POD-NAME"; `probe get URL...` fetches each
 // URL and fails unless all answer 200. An https URL is verified with the pod's service-account
 // CA and carries its token, as an in-cluster client would.
+//
+// make e2e also imports it as the pipeline of its hand-out test (the node has no curl image):
+// `probe get -ca FILE -bearer-env SF_ACCESS_TOKEN -env-names URL` verifies with FILE's CA, sends
+// that variable's value as the bearer token instead, and first prints the names of its
+// environment variables. It never prints a value of the environment or a token.
 package main
 
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -19,7 +26,7 @@ const serviceAccount = "/var/run/secrets/kubernetes.io/serviceaccount/"
 
 func main() {
 	if len(os.Args) < 3 {
-		fmt.Fprintln(os.Stderr, "usage: probe serve ADDR | probe get URL...")
+		fmt.Fprintln(os.Stderr, "usage: probe serve ADDR | probe get [-ca FILE] [-bearer-env NAME] [-env-names] URL...")
 		os.Exit(2)
 	}
 	var err error
@@ -46,14 +53,36 @@ func serve(addr string) error {
 	return http.ListenAndServe(addr, nil)
 }
 
-func get(urls []string) error {
+func get(args []string) error {
+	fs := flag.NewFlagSet("get", flag.ContinueOnError)
+	caFile := fs.String("ca", serviceAccount+"ca.crt", "The CA bundle that verifies https URLs (when it exists).")
+	bearerEnv := fs.String("bearer-env", "", "Send this environment variable's value as the bearer token (default: the pod's service-account token).")
+	envNames := fs.Bool("env-names", false, "First print the names (never the values) of the environment variables.")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	urls := fs.Args()
+	if *envNames {
+		var names []string
+		for _, kv := range os.Environ() {
+			name, _, _ := strings.Cut(kv, "=")
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		fmt.Printf("env: %s\n", strings.Join(names, " "))
+	}
 	client := &http.Client{Timeout: 10 * time.Second}
-	if ca, err := os.ReadFile(serviceAccount + "ca.crt"); err == nil {
+	if ca, err := os.ReadFile(*caFile); err == nil {
 		pool := x509.NewCertPool()
 		pool.AppendCertsFromPEM(ca)
 		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	}
 	token, _ := os.ReadFile(serviceAccount + "token")
+	if *bearerEnv != "" {
+		if token = []byte(os.Getenv(*bearerEnv)); len(token) == 0 {
+			return fmt.Errorf("environment variable %s is empty", *bearerEnv)
+		}
+	}
 	for _, u := range urls {
 		req, err := http.NewRequest(http.MethodGet, u, nil)
 		if err != nil {
