@@ -25,7 +25,7 @@ const handOutBenchOrgs = 100
 
 // BenchmarkHandOut measures what a SalesforceAccessToken costs: handOutBenchOrgs Connected orgs
 // each get one at once, created by a pipeline's ServiceAccount bound to the shipped
-// salesforce-org-user ClusterRole, and then all are deleted at once. For each round it reports
+// org-user ClusterRole, and then all are deleted at once. For each round it reports
 // the Salesforce calls (the fake's count) and the API-server requests of the manager (the suite's
 // request log: admission included, the manager serves it) per hand-out, and hand-outs per second:
 // from the first create to the last Ready=True (AccessIssued) seen, polled every 20 ms. The

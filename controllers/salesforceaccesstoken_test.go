@@ -24,15 +24,15 @@ import (
 	"github.com/sfops/salesforce-operator/internal/salesforce/sftest"
 )
 
-// shippedOrgUserRole installs config/rbac's salesforce-org-user ClusterRole, as shipped.
+// shippedOrgUserRole installs config/rbac's org-user ClusterRole, as shipped.
 var shippedOrgUserRole sync.Once
 
 // pipelineAccount creates a ServiceAccount bound (RoleBinding in ns) to the shipped
-// salesforce-org-user ClusterRole, and returns a client that acts as it.
+// org-user ClusterRole, and returns a client that acts as it.
 func pipelineAccount(t testing.TB, ns, name string) client.Client {
 	t.Helper()
 	shippedOrgUserRole.Do(func() {
-		raw, err := os.ReadFile("../config/rbac/salesforce_org_user_role.yaml")
+		raw, err := os.ReadFile("../config/rbac/org_user_role.yaml")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +47,7 @@ func pipelineAccount(t testing.TB, ns, name string) client.Client {
 	mustCreate(t,
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
 		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-uses-orgs"},
-			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "salesforce-org-user"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "org-user"},
 			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}}})
 	return asServiceAccount(t, ns, name)
 }
@@ -225,7 +225,7 @@ func TestHandOutRefusedWithoutTheUseVerb(t *testing.T) {
 	if !apierrors.IsForbidden(err) {
 		t.Fatalf("want Forbidden, got %v", apiErrorOnly(err))
 	}
-	for _, want := range []string{`verb "use"`, `salesforceorgs "prod"`, "salesforce-org-user"} {
+	for _, want := range []string{`verb "use"`, `salesforceorgs "prod"`, "salesforce-operator-org-user"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("refusal %q does not say %q", err.Error(), want)
 		}

@@ -18,12 +18,12 @@ import (
 	"github.com/sfops/salesforce-operator/internal/testkit"
 )
 
-// orgUserRole is config/rbac's salesforce-org-user ClusterRole as config/default installs it
+// orgUserRole is config/rbac's org-user ClusterRole as config/default installs it
 // (its namePrefix).
-const orgUserRole = "salesforce-operator-salesforce-org-user"
+const orgUserRole = "salesforce-operator-org-user"
 
 // pipelineHandOut is the README's "Use an org from a pipeline", in the cluster: a pipeline's
-// ServiceAccount, bound to the shipped salesforce-org-user ClusterRole, creates a
+// ServiceAccount, bound to the shipped org-user ClusterRole, creates a
 // SalesforceAccessToken (impersonated, as its pipeline's kubectl would), and a Job running as it
 // mounts the hand-out Secret with envFrom and calls the org's REST API with the access token, at
 // the instance URL the Secret names, through the fake's Service. The Job's image is hack/cluster's

@@ -43,6 +43,6 @@ func MayUse(ctx context.Context, c client.Client, who Requester, namespace, org 
 	if sar.Status.Allowed {
 		return true, "", nil
 	}
-	return false, fmt.Sprintf("%q may not use SalesforceOrg %q in namespace %q: that needs the RBAC verb %q on salesforceorgs %q (API group %s). Bind the ClusterRole salesforce-org-user to it with a RoleBinding in %q (it grants the verb on every org of the namespace), or grant a Role with that verb on resourceNames [%q].",
+	return false, fmt.Sprintf("%q may not use SalesforceOrg %q in namespace %q: that needs the RBAC verb %q on salesforceorgs %q (API group %s). Bind the operator's ClusterRole salesforce-operator-org-user (so named by config/default and by a Helm release named salesforce-operator; other releases prefix org-user with their name) to it with a RoleBinding in %q, which grants the verb on every org of the namespace, or grant a Role with that verb on resourceNames [%q].",
 		who.Username, org, namespace, sfv1.UseVerb, org, sfv1.GroupVersion.Group, namespace, org), nil
 }
