@@ -32,7 +32,7 @@ func (r *SalesforceOrgReconciler) dueIn(org *sfv1.SalesforceOrg, secretVersion s
 	if !checkedBefore && next.Before(now) {
 		// Overdue when this manager first sees the org (a restart, a new leader): spread these
 		// first checks over the interval instead of checking every org at once.
-		next = r.started().Add(spread(org, r.interval(org)))
+		next = r.started().Add(spread(org, checkIntervalOf(org)))
 	}
 	if d := next.Sub(now); d > 0 {
 		return d
@@ -59,7 +59,7 @@ func requestedReconcile(org *sfv1.SalesforceOrg) bool {
 // delayAfter is the wait after the last check: back-off after a transient failure, else the
 // interval with a jitter of up to a tenth, fixed per org and check so reconciles don't drift it.
 func (r *SalesforceOrgReconciler) delayAfter(org *sfv1.SalesforceOrg) time.Duration {
-	interval := r.interval(org)
+	interval := checkIntervalOf(org)
 	c := meta.FindStatusCondition(org.Status.Conditions, sfv1.ConditionConnected)
 	if c != nil && c.Status == metav1.ConditionFalse && isTransientReason(c.Reason) && org.Status.ConsecutiveFailures > 0 {
 		return backoff(r.retryBase(), org.Status.ConsecutiveFailures, interval)
@@ -97,7 +97,8 @@ func isTransientReason(reason string) bool {
 	return false
 }
 
-func (r *SalesforceOrgReconciler) interval(org *sfv1.SalesforceOrg) time.Duration {
+// checkIntervalOf is the org's spec.checkInterval, 10m by default.
+func checkIntervalOf(org *sfv1.SalesforceOrg) time.Duration {
 	if org.Spec.CheckInterval != nil && org.Spec.CheckInterval.Duration >= time.Second {
 		return org.Spec.CheckInterval.Duration
 	}
