@@ -28,14 +28,14 @@ func (r *SalesforceOrgReconciler) secretInCache(ctx context.Context, rc *orgReco
 	err := r.SecretMetadata.Get(ctx, types.NamespacedName{Namespace: org.Namespace, Name: name}, cached)
 	switch {
 	case apierrors.IsNotFound(err) && org.Source() == sfv1.CredentialSourceSandboxOf:
-		return next, nil // not authorised yet: the check derives it
+		return nextStep, nil // not authorised yet: the check derives it
 	case apierrors.IsNotFound(err):
-		return next, r.secretMissing(ctx, rc)
+		return nextStep, r.secretMissing(ctx, rc)
 	case err != nil:
-		return next, unhandledErr(err, "Reading Secret %q failed", name)
+		return nextStep, unhandledErr(err, "Reading Secret %q failed", name)
 	}
 	rc.in.cachedSecretVersion = cached.ResourceVersion
-	return next, nil
+	return nextStep, nil
 }
 
 // secretMissing tells a Secret that does not exist from one that is not labelled as a
@@ -65,14 +65,6 @@ func (rc *orgReconcile) verdict(e *orgError) *orgError {
 	return e
 }
 
-// due ends the reconcile when no check is due: Ready then follows the last check.
-func (r *SalesforceOrgReconciler) due(_ context.Context, rc *orgReconcile) (stepResult, error) {
-	if untilDue := r.dueIn(rc.org, rc.in.cachedSecretVersion, rc.memory.checkedSinceStart, time.Now()); untilDue > 0 {
-		return stepResult{outcome: outcomeConnection, requeueAfter: untilDue}, nil
-	}
-	return next, nil
-}
-
 // chainOwner stops an org whose credential chain another, older org already stores at the same
 // Secret key (admission refuses the second; this reports it when admission was bypassed): one
 // chain, one owner. The Secret-to-orgs map makes it free unless two orgs name one Secret.
@@ -80,18 +72,18 @@ func (r *SalesforceOrgReconciler) chainOwner(ctx context.Context, rc *orgReconci
 	org := rc.org
 	key, ok := rules.ChainKey(org)
 	if !ok || r.secretUsers == nil || len(r.secretUsers.orgs(org.Namespace, key.Secret)) < 2 {
-		return next, nil
+		return nextStep, nil
 	}
 	sharers, err := rules.ChainSharers(ctx, r.APIReader, org)
 	if err != nil {
-		return next, unhandledErr(err, "Listing the orgs that name Secret %q failed", key.Secret)
+		return nextStep, unhandledErr(err, "Listing the orgs that name Secret %q failed", key.Secret)
 	}
 	if len(sharers) == 0 || rules.Older(org, &sharers[0]) {
-		return next, nil
+		return nextStep, nil
 	}
 	msg := rules.ChainInUseMessage(org, sharers[0].Name, !sharers[0].DeletionTimestamp.IsZero())
 	rc.found.check = &checkRecord{at: time.Now()}
-	return next, stallingErr(checkIntervalOf(org), sfv1.ReasonSecretKeyInUse, "%s", msg).disconnected()
+	return nextStep, stallingErr(checkIntervalOf(org), sfv1.ReasonSecretKeyInUse, "%s", msg).disconnected()
 }
 
 // check calls Salesforce through the org's credential chain (the client re-reads the Secret
@@ -122,9 +114,9 @@ func (r *SalesforceOrgReconciler) check(ctx context.Context, rc *orgReconcile) (
 		if oe.verdictOn != nil {
 			rc.found.check = &checkRecord{at: now, secretVersion: oe.verdictOn}
 		}
-		return next, oe // the chain's own outcome: the Secret, not Salesforce
+		return nextStep, oe // the chain's own outcome: the Secret, not Salesforce
 	case err != nil && !isSalesforceError(err):
-		return next, asOrgError(err)
+		return nextStep, asOrgError(err)
 	}
 	checkDuration.WithLabelValues(reasonOf(err)).Observe(time.Since(now).Seconds())
 	secretVersion := rc.in.cachedSecretVersion
@@ -134,7 +126,7 @@ func (r *SalesforceOrgReconciler) check(ctx context.Context, rc *orgReconcile) (
 	rc.found.check = &checkRecord{at: now, secretVersion: &secretVersion}
 	if err != nil {
 		rc.found.check.salesforceFailed = true
-		return next, salesforceFailure(err)
+		return nextStep, salesforceFailure(err)
 	}
 	rc.found.check.facts = &res.Facts
 	return stepResult{outcome: outcomeConnection, requeueAfter: untilNextCheck}, nil

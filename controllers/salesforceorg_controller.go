@@ -213,17 +213,17 @@ func (r *SalesforceOrgReconciler) statusHeartbeat() time.Duration {
 // ensureFinalizer adds the finalizer to an org that is not being deleted.
 func (r *SalesforceOrgReconciler) ensureFinalizer(ctx context.Context, rc *orgReconcile) (stepResult, error) {
 	if !rc.org.DeletionTimestamp.IsZero() {
-		return next, nil
+		return nextStep, nil
 	}
 	err := addFinalizer(ctx, r.Client, rc.org, OrgFinalizer)
 	switch {
 	case apierrors.IsConflict(err):
-		return next, &orgError{kind: staleCacheKind, msg: err.Error(), cause: err}
+		return nextStep, &orgError{kind: staleCacheKind, msg: err.Error(), cause: err}
 	case err != nil:
 		// Say why the org waits (the status subresource is not behind the webhooks).
-		return next, unhandledErr(err, "Waiting to add the finalizer %s, which keeps an org in use from being deleted", OrgFinalizer)
+		return nextStep, unhandledErr(err, "Waiting to add the finalizer %s, which keeps an org in use from being deleted", OrgFinalizer)
 	}
-	return next, nil
+	return nextStep, nil
 }
 
 // usage writes status.usedBy and stageCount from the stage index, and keeps the stages that hold the org.
@@ -231,7 +231,7 @@ func (r *SalesforceOrgReconciler) usage(ctx context.Context, rc *orgReconcile) (
 	org := rc.org
 	stages, err := index.StagesForOrg(ctx, r.Client, org.Namespace, org.Name)
 	if err != nil {
-		return next, unhandledErr(err, "Listing the pipeline stages that use this org failed")
+		return nextStep, unhandledErr(err, "Listing the pipeline stages that use this org failed")
 	}
 	var names []string
 	for _, s := range stages {
@@ -243,7 +243,7 @@ func (r *SalesforceOrgReconciler) usage(ctx context.Context, rc *orgReconcile) (
 	org.Status.StageCount = int32(len(names))
 	org.Status.CredentialSource = org.Source()
 	rc.in.holders = index.Active(stages)
-	return next, nil
+	return nextStep, nil
 }
 
 // deletion releases the finalizer of an org being deleted once no Active stage maps to it. No
@@ -251,19 +251,19 @@ func (r *SalesforceOrgReconciler) usage(ctx context.Context, rc *orgReconcile) (
 func (r *SalesforceOrgReconciler) deletion(ctx context.Context, rc *orgReconcile) (stepResult, error) {
 	org := rc.org
 	if org.DeletionTimestamp.IsZero() {
-		return next, nil
+		return nextStep, nil
 	}
 	if len(rc.in.holders) > 0 {
-		return next, stallingErr(0, sfv1.ReasonDeletionBlocked,
+		return nextStep, stallingErr(0, sfv1.ReasonDeletionBlocked,
 			"Deletion waits: the org is mapped to active pipeline stages %s. Remove it from those stages, or set them Inactive.",
 			index.StageNames(rc.in.holders))
 	}
 	sandboxes, err := rules.SandboxesOf(ctx, r.Client, org.Namespace, org.Name)
 	if err != nil {
-		return next, unhandledErr(err, "Listing the sandboxes authorised through the org failed")
+		return nextStep, unhandledErr(err, "Listing the sandboxes authorised through the org failed")
 	}
 	if len(sandboxes) > 0 {
-		return next, stallingErr(0, sfv1.ReasonDeletionBlocked,
+		return nextStep, stallingErr(0, sfv1.ReasonDeletionBlocked,
 			"Deletion waits: sandboxes %s are authorised through this org (spec.sandboxOf). Delete them, or give them another credential source.",
 			strings.Join(sandboxes, ", "))
 	}
@@ -272,7 +272,7 @@ func (r *SalesforceOrgReconciler) deletion(ctx context.Context, rc *orgReconcile
 	}
 	forgetOrgMetrics(org.Namespace, org.Name)
 	if err := removeFinalizer(ctx, r.Client, org, OrgFinalizer); err != nil {
-		return next, unhandledErr(err, "Removing the finalizer failed")
+		return nextStep, unhandledErr(err, "Removing the finalizer failed")
 	}
 	return stepResult{outcome: outcomeDeleting}, nil
 }
@@ -285,12 +285,12 @@ func (r *SalesforceOrgReconciler) deferredDeletion(ctx context.Context, rc *orgR
 	requested, ok := org.Annotations[sfv1.DeletionRequestedAnnotation]
 	if !ok {
 		rc.memory.announcedDeletion = ""
-		return next, nil
+		return nextStep, nil
 	}
 	rc.in.deletionRequested = requested
 	sandboxes, err := rules.SandboxesOf(ctx, r.Client, org.Namespace, org.Name)
 	if err != nil {
-		return next, unhandledErr(err, "Listing the sandboxes authorised through the org failed")
+		return nextStep, unhandledErr(err, "Listing the sandboxes authorised through the org failed")
 	}
 	if holders := rc.in.holders; len(holders) > 0 || len(sandboxes) > 0 {
 		if rc.memory.announcedDeletion != requested {
@@ -306,10 +306,10 @@ func (r *SalesforceOrgReconciler) deferredDeletion(ctx context.Context, rc *orgR
 				"Deletion requested at %s waits for %s; the operator deletes the org when nothing holds it. Remove the annotation %s to cancel.",
 				requested, strings.Join(waits, " and "), sfv1.DeletionRequestedAnnotation)
 		}
-		return next, nil
+		return nextStep, nil
 	}
 	if err := r.Delete(ctx, org, client.Preconditions{UID: &org.UID}); client.IgnoreNotFound(err) != nil {
-		return next, retryingErr(r.retryBase(), sfv1.ReasonDeletionDeferred, "Deleting the org as requested at %s failed: %v", requested, err)
+		return nextStep, retryingErr(r.retryBase(), sfv1.ReasonDeletionDeferred, "Deleting the org as requested at %s failed: %v", requested, err)
 	}
 	r.Notify.normal(ctx, org, sfv1.ReasonDeletionReplayed, "Delete",
 		"Deleted as requested at %s: nothing holds the org any more.", requested)
@@ -322,7 +322,7 @@ func (r *SalesforceOrgReconciler) reconcileRequest(_ context.Context, rc *orgRec
 	if requestedReconcile(rc.org) {
 		rc.found.reconcileRequest = rc.org.Annotations[sfv1.ReconcileRequestedAtAnnotation]
 	}
-	return next, nil
+	return nextStep, nil
 }
 
 // implementation finds the org's implementation. A failed lookup stops the reconcile: a member
@@ -330,10 +330,10 @@ func (r *SalesforceOrgReconciler) reconcileRequest(_ context.Context, rc *orgRec
 func (r *SalesforceOrgReconciler) implementation(ctx context.Context, rc *orgReconcile) (stepResult, error) {
 	impl, name, err := rules.ImplementationOf(ctx, r.Client, rc.org)
 	if err != nil {
-		return next, unhandledErr(err, "Finding the org's implementation failed")
+		return nextStep, unhandledErr(err, "Finding the org's implementation failed")
 	}
 	rc.in.impl, rc.in.implName = impl, name
-	return next, nil
+	return nextStep, nil
 }
 
 // idle ends the reconcile of an org out of use (Inactive, or its implementation suspended):
@@ -348,21 +348,21 @@ func (r *SalesforceOrgReconciler) idle(_ context.Context, rc *orgReconcile) (ste
 	case rc.in.impl != nil && rc.in.impl.Spec.Suspend:
 		return stepResult{outcome: outcomeSuspended}, nil
 	}
-	return next, nil
+	return nextStep, nil
 }
 
 // defaultDevHub finds the namespace's default Dev Hub claimant, when the org claims to be it:
 // summarise stalls the second claimant.
 func (r *SalesforceOrgReconciler) defaultDevHub(ctx context.Context, rc *orgReconcile) (stepResult, error) {
 	if !rc.org.Spec.DefaultDevHub {
-		return next, nil
+		return nextStep, nil
 	}
 	holder, err := rules.DefaultDevHubOf(ctx, r.Client, rc.org.Namespace, "")
 	if err != nil {
-		return next, unhandledErr(err, "Listing the namespace's Dev Hubs failed")
+		return nextStep, unhandledErr(err, "Listing the namespace's Dev Hubs failed")
 	}
 	rc.in.defaultDevHub = holder
-	return next, nil
+	return nextStep, nil
 }
 
 // sentence is a client error as condition messages want it: the human text without the

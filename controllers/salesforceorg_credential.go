@@ -14,9 +14,10 @@ import (
 	"github.com/sfops/salesforce-operator/internal/salesforce"
 )
 
-// An org's credential as its Secret holds it: whether the Secret is there (from cached metadata,
-// without reading its data), and the credential read from it, directly from the API server, with
-// the sentence that says what is wrong with it and how to fix it.
+// An org's credential as its Secret holds it, read directly from the API server when the org's
+// chain loads it (orgChain.Load), with the verdict that says what is wrong with it and how to fix
+// it (credentialUnusable). Whether the Secret is there at all is the secretInCache step's
+// question (salesforceorg_check.go), answered from cached metadata.
 
 func secretMeta() *metav1.PartialObjectMetadata {
 	m := &metav1.PartialObjectMetadata{}

@@ -29,17 +29,17 @@ import (
 func (r *SalesforceOrgReconciler) production(ctx context.Context, rc *orgReconcile) (stepResult, error) {
 	org := rc.org
 	if org.Source() != sfv1.CredentialSourceSandboxOf {
-		return next, nil
+		return nextStep, nil
 	}
 	name := org.Spec.SandboxOf.ProductionOrgRef.Name
 	prod := &sfv1.SalesforceOrg{}
 	why := ""
 	if err := r.Get(ctx, types.NamespacedName{Namespace: org.Namespace, Name: name}, prod); err != nil {
 		if !apierrors.IsNotFound(err) {
-			return next, unhandledErr(err, "Reading the production org %q failed", name)
+			return nextStep, unhandledErr(err, "Reading the production org %q failed", name)
 		}
 		if err := r.shardOfProduction(ctx, org); err != nil {
-			return next, err
+			return nextStep, err
 		}
 		why = "does not exist (yet)"
 	} else if !prod.IsActive() {
@@ -50,11 +50,11 @@ func (r *SalesforceOrgReconciler) production(ctx context.Context, rc *orgReconci
 		why = "is itself a sandbox authorised through another org"
 	}
 	if why != "" {
-		return next, waitingErr(0, sfv1.ReasonProductionOrgNotReady,
+		return nextStep, waitingErr(0, sfv1.ReasonProductionOrgNotReady,
 			"The sandbox is authorised through its production org, SalesforceOrg %q, which %s: it waits until that org is Active and Connected.", name, why).disconnected()
 	}
 	rc.in.production = prod
-	return next, nil
+	return nextStep, nil
 }
 
 // shardOfProduction tells a production org that is missing from a production org in another
@@ -221,7 +221,7 @@ func (r *SalesforceOrgReconciler) productionFailed(rc *orgReconcile, cause error
 			name, withCodeOf(se), name)
 	}
 	rc.found.check = &checkRecord{at: now}
-	return next, waitingErr(checkIntervalOf(rc.org), sfv1.ReasonProductionOrgNotReady, "%s", msg).disconnected()
+	return nextStep, waitingErr(checkIntervalOf(rc.org), sfv1.ReasonProductionOrgNotReady, "%s", msg).disconnected()
 }
 
 func withCodeOf(se *salesforce.Error) string {

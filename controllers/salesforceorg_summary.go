@@ -48,8 +48,8 @@ const (
 	outcomeConnection
 )
 
-// next is the result of a step after which the next step runs.
-var next = stepResult{outcome: outcomeNext}
+// nextStep is the result of a step after which the next step runs.
+var nextStep = stepResult{outcome: outcomeNext}
 
 // untilNextCheck as a requeueAfter means: when the org's next check is due, counted from the check
 // this reconcile recorded (summarise knows it only once the check is in status).
