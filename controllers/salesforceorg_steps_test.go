@@ -250,4 +250,3 @@ func TestSummariseBacksOffRepeatedSalesforceFailures(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
-
