@@ -132,8 +132,9 @@ func (r *SalesforceOrgReconciler) loadRotationRecord(ctx context.Context, org *s
 	return nil, nil
 }
 
-// restoreReverted is the rotation phase before a check: when the auth Secret holds a value that
-// Salesforce already rotated away, it writes the newest one back and returns it.
+// restoreReverted runs when the chain loads the credential, before any exchange: when the auth
+// Secret holds a value that Salesforce already rotated away, it writes the newest one back and
+// returns it.
 func (r *SalesforceOrgReconciler) restoreReverted(ctx context.Context, ch *orgChain, cred salesforce.AuthURL) (salesforce.AuthURL, error) {
 	if ch.stored != nil && ch.stored.ResourceVersion == ch.org.Status.CheckedSecretVersion {
 		return cred, nil // the version already checked (or written by us): nothing was written back since
