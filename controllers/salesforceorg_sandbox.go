@@ -196,6 +196,10 @@ func (r *SalesforceOrgReconciler) storedSandboxCredential(ctx context.Context, c
 // authorizeSandbox asks the production org for the sandbox's credential, through the production
 // org's own chain: the same session and lock as the production org's checks.
 func (r *SalesforceOrgReconciler) authorizeSandbox(ctx context.Context, ch *orgChain) (*salesforce.SandboxAuthorization, error) {
+	if ch.production == nil { // a chain made without the production step (chainFor alone)
+		return nil, waitingErr(0, sfv1.ReasonProductionOrgNotReady,
+			"The sandbox is authorised through its production org, SalesforceOrg %q, which was not read for this chain.", ch.org.Spec.SandboxOf.ProductionOrgRef.Name)
+	}
 	prodChain := r.chainFor(ch.production.DeepCopy())
 	cctx, cancel := context.WithTimeout(ctx, r.checkTimeout())
 	defer cancel()
