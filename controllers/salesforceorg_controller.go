@@ -108,6 +108,8 @@ type orgInputs struct {
 
 // orgFindings is what the steps found, which summarise writes to status.
 type orgFindings struct {
+	// usedBy names the stages (not being deleted) that map to the org (nil: not listed).
+	usedBy *[]string
 	// check is the check this reconcile made (nil: none).
 	check *checkRecord
 	// secretWritable says whether a rotated refresh token can be saved to the auth Secret (nil: not probed).
@@ -137,7 +139,7 @@ type orgStep func(ctx context.Context, rc *orgReconcile) (stepResult, error)
 func (r *SalesforceOrgReconciler) steps() []orgStep {
 	return []orgStep{
 		r.ensureFinalizer,  // the backstop that keeps an org in use
-		r.usage,            // status.usedBy; the stages that hold the org
+		r.usage,            // the stages that use the org, and those that hold it
 		r.deletion,         // release the finalizer once nothing holds the org
 		r.deferredDeletion, // replay a deletion admission refused, once nothing holds the org
 		r.reconcileRequest, // a "reconcile now" annotation
@@ -226,7 +228,7 @@ func (r *SalesforceOrgReconciler) ensureFinalizer(ctx context.Context, rc *orgRe
 	return nextStep, nil
 }
 
-// usage writes status.usedBy and stageCount from the stage index, and keeps the stages that hold the org.
+// usage finds the stages that use the org (status.usedBy) in the stage index, and keeps those that hold it.
 func (r *SalesforceOrgReconciler) usage(ctx context.Context, rc *orgReconcile) (stepResult, error) {
 	org := rc.org
 	stages, err := index.StagesForOrg(ctx, r.Client, org.Namespace, org.Name)
@@ -239,9 +241,7 @@ func (r *SalesforceOrgReconciler) usage(ctx context.Context, rc *orgReconcile) (
 			names = append(names, s.Name)
 		}
 	}
-	org.Status.UsedBy = names
-	org.Status.StageCount = int32(len(names))
-	org.Status.CredentialSource = org.Source()
+	rc.found.usedBy = &names
 	rc.in.holders = index.Active(stages)
 	return nextStep, nil
 }

@@ -163,6 +163,10 @@ func (r *SalesforceOrgReconciler) summarise(ctx context.Context, rc *orgReconcil
 	if oe != nil && oe.kind == staleCacheKind {
 		return ctrl.Result{}, oe.cause
 	}
+	if names := rc.found.usedBy; names != nil {
+		org.Status.UsedBy, org.Status.StageCount = *names, int32(len(*names))
+		org.Status.CredentialSource = org.Source()
+	}
 	if v := rc.found.reconcileRequest; v != "" {
 		org.Status.LastHandledReconcileAt = v
 	}
