@@ -364,32 +364,3 @@ func (r *SalesforceOrgReconciler) defaultDevHub(ctx context.Context, rc *orgReco
 	rc.in.defaultDevHub = holder
 	return nextStep, nil
 }
-
-// sentence is a client error as condition messages want it: the human text without the
-// "salesforce: Reason:" prefix (the reason is the condition's), capitalised, ending in a period.
-func sentence(err error) string {
-	msg := err.Error()
-	var se *salesforce.Error
-	if errors.As(err, &se) && se.Message != "" {
-		msg = se.Message
-	}
-	msg = strings.TrimSpace(msg)
-	if msg == "" {
-		return msg
-	}
-	msg = strings.ToUpper(msg[:1]) + msg[1:]
-	if !strings.HasSuffix(msg, ".") {
-		msg += "."
-	}
-	return msg
-}
-
-func reasonOf(err error) string {
-	if err == nil {
-		return sfv1.ReasonConnected
-	}
-	if r := salesforce.ReasonOf(err); r != "" {
-		return string(r)
-	}
-	return sfv1.ReasonServerError
-}

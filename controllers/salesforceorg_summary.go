@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -151,6 +152,35 @@ func asOrgError(err error) *orgError {
 		return oe
 	}
 	return &orgError{kind: unhandledKind, reason: sfv1.ReasonProgressing, msg: err.Error(), cause: err}
+}
+
+// sentence is a client error as condition messages want it: the human text without the
+// "salesforce: Reason:" prefix (the reason is the condition's), capitalised, ending in a period.
+func sentence(err error) string {
+	msg := err.Error()
+	var se *salesforce.Error
+	if errors.As(err, &se) && se.Message != "" {
+		msg = se.Message
+	}
+	msg = strings.TrimSpace(msg)
+	if msg == "" {
+		return msg
+	}
+	msg = strings.ToUpper(msg[:1]) + msg[1:]
+	if !strings.HasSuffix(msg, ".") {
+		msg += "."
+	}
+	return msg
+}
+
+func reasonOf(err error) string {
+	if err == nil {
+		return sfv1.ReasonConnected
+	}
+	if r := salesforce.ReasonOf(err); r != "" {
+		return string(r)
+	}
+	return sfv1.ReasonServerError
 }
 
 // summarise is the one place that decides the org's conditions: from the steps' result or error,
