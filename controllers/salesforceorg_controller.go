@@ -132,7 +132,9 @@ type checkRecord struct {
 
 // orgStep is one step of an org's reconcile. Each reads what it needs into rc.in, records what it
 // found in rc.found, and returns either how the reconcile goes on or an *orgError; none sets a
-// condition (summarise does).
+// condition (summarise does). The shape is fluxcd/source-controller's (one signature, one list,
+// one loop, one deferred summarise-and-patch), except that a step never patches mid-way nor marks
+// a condition itself: the org is written once, so a periodic check costs one request or none.
 type orgStep func(ctx context.Context, rc *orgReconcile) (stepResult, error)
 
 // steps is the whole life of an org, in order. Each step may end the reconcile.
