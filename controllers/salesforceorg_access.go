@@ -20,8 +20,10 @@ type orgAccess interface {
 }
 
 // Access returns a live access token of org through the same session and lock as its checks.
+// The chain is one of its own (what it learns of the Secret is the org's own reconcile's to
+// report), and it never authorises a sandbox afresh: that is the sandbox's own check's work.
 func (r *SalesforceOrgReconciler) Access(ctx context.Context, org *sfv1.SalesforceOrg) (salesforce.Access, error) {
-	ch := r.chainFor(r.accessScope(org))
+	ch := r.chainFor(org.DeepCopy())
 	actx, cancel := context.WithTimeout(ctx, r.checkTimeout())
 	defer cancel()
 	return r.Salesforce.Access(actx, ch, "")
@@ -31,16 +33,9 @@ func (r *SalesforceOrgReconciler) Access(ctx context.Context, org *sfv1.Salesfor
 func (r *SalesforceOrgReconciler) Revoke(ctx context.Context, org *sfv1.SalesforceOrg, instanceURL, token string) error {
 	var ch salesforce.Chain
 	if org != nil {
-		ch = r.chainFor(r.accessScope(org))
+		ch = r.chainFor(org.DeepCopy())
 	}
 	rctx, cancel := context.WithTimeout(ctx, r.checkTimeout())
 	defer cancel()
 	return r.Salesforce.RevokeAccess(rctx, ch, instanceURL, token)
-}
-
-// accessScope is a scope of its own for a hand-out's use of the chain: what the chain writes into
-// it (the Secret as read, SecretWritable) is not the org's status and is dropped; the org's own
-// reconcile reports the chain.
-func (r *SalesforceOrgReconciler) accessScope(org *sfv1.SalesforceOrg) *orgScope {
-	return &orgScope{org: org.DeepCopy(), mem: &orgMemory{}, handOut: true}
 }

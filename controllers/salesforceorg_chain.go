@@ -52,21 +52,33 @@ var processHolder = func() string {
 	return host + "-" + hex.EncodeToString(b)
 }()
 
-// orgChain is the chain of one org's own credential Secret (an auth URL or a JWT key).
+// orgChain is the chain of one org's own credential Secret (an auth URL or a JWT key), or of a
+// sandbox's Secret the operator owns. It lives for one check; what it learned of the Secret
+// (writable, sandboxAuthSecret) the check step hands to summarise.
 type orgChain struct {
 	r       *SalesforceOrgReconciler
-	sc      *orgScope
+	org     *sfv1.SalesforceOrg
 	secret  types.NamespacedName
 	key     string
 	version string // as last read or written
+	// production is a sandboxOf org's production org, whose chain authorises the sandbox.
+	production *sfv1.SalesforceOrg
+	// stored is the Secret as this chain last read or wrote it.
+	stored *corev1.Secret
+	// wroteVersion is the Secret's resourceVersion after this chain last wrote it ("": no write).
+	wroteVersion string
 	// claimed is the value whose exchange this chain last claimed: a Persist from another value
 	// restores a rotated-away value a tool wrote back.
 	claimed *salesforce.AuthURL
+	// writable says whether a rotated refresh token can be saved to the Secret (nil: not probed).
+	writable *secretWritability
+	// sandboxAuthSecret names the Secret that holds a sandbox's credential, once read or written.
+	sandboxAuthSecret string
 }
 
-func (r *SalesforceOrgReconciler) chainFor(sc *orgScope) *orgChain {
-	org := sc.org
-	ch := &orgChain{r: r, sc: sc, secret: types.NamespacedName{Namespace: org.Namespace, Name: org.CredentialSecret()}}
+// chainFor is the chain of org's stored credential.
+func (r *SalesforceOrgReconciler) chainFor(org *sfv1.SalesforceOrg) *orgChain {
+	ch := &orgChain{r: r, org: org, secret: types.NamespacedName{Namespace: org.Namespace, Name: org.CredentialSecret()}}
 	switch org.Source() {
 	case sfv1.CredentialSourceJWT:
 		ch.key = org.Spec.JWT.PrivateKeySecretRef.Key
@@ -82,7 +94,7 @@ func (r *SalesforceOrgReconciler) chainFor(sc *orgScope) *orgChain {
 // ChainID is the Secret and key; a JWT key Secret may serve several users, each a session of its own.
 func (ch *orgChain) ChainID() string {
 	id := ch.secret.Namespace + "/" + ch.secret.Name + "/" + ch.key
-	if j := ch.sc.org.Spec.JWT; ch.sc.org.Source() == sfv1.CredentialSourceJWT && j != nil {
+	if j := ch.org.Spec.JWT; ch.org.Source() == sfv1.CredentialSourceJWT && j != nil {
 		id += "#jwt:" + j.Username + "@" + j.LoginURL
 	}
 	return id
@@ -92,23 +104,20 @@ func (ch *orgChain) Version() string { return ch.version }
 
 // Load reads the credential Secret directly (never from a cache) and builds the credential.
 func (ch *orgChain) Load(ctx context.Context) (salesforce.Credential, error) {
-	if ch.sc.org.Source() == sfv1.CredentialSourceSandboxOf {
+	if ch.org.Source() == sfv1.CredentialSourceSandboxOf {
 		return ch.r.loadSandboxCredential(ctx, ch)
 	}
-	cred, secret, err := ch.r.credential(ctx, ch.sc)
-	if secret != nil {
-		ch.version = secret.ResourceVersion
-	}
-	if ch.sc.writtenSecretVersion != "" {
-		ch.version = ch.sc.writtenSecretVersion // a reverted rotation was restored
+	cred, err := ch.r.credential(ctx, ch)
+	if ch.wroteVersion != "" {
+		ch.version = ch.wroteVersion // a reverted rotation was restored
 	}
 	return cred, err
 }
 
 // Claim writes the exchange claim into the Secret as Load read it.
 func (ch *orgChain) Claim(ctx context.Context, cred salesforce.AuthURL, seen salesforce.Rotation) (time.Time, error) {
-	r, sc := ch.r, ch.sc
-	secret := sc.secret
+	r := ch.r
+	secret := ch.stored
 	if secret == nil {
 		return time.Time{}, salesforce.ErrClaimStale
 	}
@@ -125,27 +134,27 @@ func (ch *orgChain) Claim(ctx context.Context, cred salesforce.AuthURL, seen sal
 	err := r.Update(quiet(ctx), upd)
 	switch {
 	case err == nil:
-		sc.secret, sc.writtenSecretVersion, ch.version = upd, upd.ResourceVersion, upd.ResourceVersion
+		ch.stored, ch.wroteVersion, ch.version = upd, upd.ResourceVersion, upd.ResourceVersion
 		r.ownWrites.wrote(upd)
 		ch.claimed = &cred
 		r.claims.add(ch.secret, until)
-		r.noteWritable(ctx, sc, upd, nil)
+		ch.noteWritable(upd, nil)
 		return until, nil
 	case apierrors.IsConflict(err):
 		return time.Time{}, salesforce.ErrClaimStale
 	case apierrors.IsNotFound(err):
 		return time.Time{}, salesforce.ErrClaimStale
 	case !refusedWrite(err):
-		return time.Time{}, retry(r.retryBase(), sfv1.ReasonProgressing,
+		return time.Time{}, retryingErr(r.retryBase(), sfv1.ReasonProgressing,
 			"Claiming Secret %q for a refresh-token exchange failed (%s); the refresh token is not exchanged until it can be saved.",
 			secret.Name, apierrors.ReasonForError(err))
 	}
 	why := writeRefusal(secret, err, cred)
-	r.noteWritable(ctx, sc, secret, err)
+	ch.noteWritable(secret, err)
 	if seen == salesforce.RotationNotSeen {
 		return time.Time{}, nil // the connected app did not rotate it last time: SecretWritable says the risk
 	}
-	return time.Time{}, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonSecretUpdateForbidden,
+	return time.Time{}, credentialUnusable(ch.org, secret.ResourceVersion, sfv1.ReasonSecretUpdateForbidden,
 		"%s, so a refresh token that Salesforce rotates could not be saved, and the operator does not exchange it (that would lose the credential): %s",
 		why, unwritableFix(secret))
 }
@@ -153,11 +162,11 @@ func (ch *orgChain) Claim(ctx context.Context, cred salesforce.AuthURL, seen sal
 // Persist writes the rotated auth URL into the Secret (ending the claim), then the rotation record.
 func (ch *orgChain) Persist(ctx context.Context, from, rotated salesforce.AuthURL) error {
 	restore := ch.claimed == nil || *ch.claimed != from
-	if err := ch.r.persistRotation(ctx, ch.sc, from, rotated, restore); err != nil {
+	if err := ch.r.persistRotation(ctx, ch, from, rotated, restore); err != nil {
 		return err
 	}
-	if ch.sc.writtenSecretVersion != "" {
-		ch.version = ch.sc.writtenSecretVersion
+	if ch.wroteVersion != "" {
+		ch.version = ch.wroteVersion
 	}
 	return nil
 }
@@ -226,27 +235,31 @@ func unwritableFix(secret *corev1.Secret) string {
 	return "let the operator update it (its ClusterRole has update on secrets; an admission policy must allow the operator's ServiceAccount), or turn off refresh-token rotation on the connected app."
 }
 
-// noteWritable sets the SecretWritable condition from a write's answer (nil: it was written) and
-// the Secret's owners: can a rotated refresh token be saved there?
-func (r *SalesforceOrgReconciler) noteWritable(ctx context.Context, sc *orgScope, secret *corev1.Secret, werr error) {
-	status, reason, msg := metav1.ConditionTrue, sfv1.ReasonSecretWritable, fmt.Sprintf("A rotated refresh token can be saved to Secret %q.", secret.Name)
+// secretWritability is what a read or a write of the auth Secret showed: can a rotated refresh
+// token be saved there? summarise writes it as the SecretWritable condition.
+type secretWritability struct {
+	status      metav1.ConditionStatus
+	reason, msg string
+}
+
+// noteWritable notes from a write's answer (nil: it was written) and the Secret's owners whether a
+// rotated refresh token can be saved to it.
+func (ch *orgChain) noteWritable(secret *corev1.Secret, werr error) {
+	w := &secretWritability{status: metav1.ConditionTrue, reason: sfv1.ReasonSecretWritable,
+		msg: fmt.Sprintf("A rotated refresh token can be saved to Secret %q.", secret.Name)}
 	switch {
 	case werr != nil:
-		status, reason = metav1.ConditionFalse, sfv1.ReasonSecretUpdateForbidden
-		msg = fmt.Sprintf("The operator cannot save a rotated refresh token: %s. Until then it exchanges the refresh token only while Salesforce is seen not to rotate it; %s",
+		w.status, w.reason = metav1.ConditionFalse, sfv1.ReasonSecretUpdateForbidden
+		w.msg = fmt.Sprintf("The operator cannot save a rotated refresh token: %s. Until then it exchanges the refresh token only while Salesforce is seen not to rotate it; %s",
 			strings.TrimSuffix(writeRefusal(secret, werr, salesforce.AuthURL{}), "."), unwritableFix(secret))
 	default:
-		if by := externalManager(secret, sc.org); by != "" {
-			status, reason = metav1.ConditionFalse, sfv1.ReasonSecretManagedExternally
-			msg = fmt.Sprintf("Secret %q is managed by %s, which would overwrite a refresh token that Salesforce rotates with one it has already revoked (the operator restores it each time). Turn off refresh-token rotation on the connected app, or let the operator own the Secret.",
+		if by := externalManager(secret, ch.org); by != "" {
+			w.status, w.reason = metav1.ConditionFalse, sfv1.ReasonSecretManagedExternally
+			w.msg = fmt.Sprintf("Secret %q is managed by %s, which would overwrite a refresh token that Salesforce rotates with one it has already revoked (the operator restores it each time). Turn off refresh-token rotation on the connected app, or let the operator own the Secret.",
 				secret.Name, by)
 		}
 	}
-	prev := findCondition(sc.org.Status.Conditions, sfv1.ConditionSecretWritable)
-	setCondition(sc.org, sfv1.ConditionSecretWritable, status, reason, msg)
-	if status == metav1.ConditionFalse && (prev == nil || prev.Reason != reason) {
-		r.Notify.warning(ctx, sc.org, reason, "ProbeSecret", "%s", msg)
-	}
+	ch.writable = w
 }
 
 // claimRegistry remembers the claims this process wrote and may still hold, so that a graceful

@@ -3,20 +3,13 @@ package controllers
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	sfv1 "github.com/sfops/salesforce-operator/api/v1alpha1"
 	"github.com/sfops/salesforce-operator/internal/index"
@@ -73,64 +66,14 @@ type SalesforceOrgReconciler struct {
 	// Set once, through start.
 	startedAt time.Time
 	start     sync.Once
-	// memory is what this manager remembers of its own work, by org UID (*orgMemory). A key's
-	// reconciles never run at once (the work queue serialises them), so an entry needs no lock.
-	memory sync.Map
+	// memory is what this manager remembers of the orgs between reconciles (salesforceorg_memory.go).
+	memory orgMemory
 	// secretUsers names the orgs each credential Secret serves (set up with the manager).
 	secretUsers *secretUsers
 	// claims are the exchange claims this process holds, released when it stops.
 	claims claimRegistry
 	// ownWrites are this process's latest Secret writes, whose watch events wake nobody.
 	ownWrites ownSecretWrites
-}
-
-// orgMemory is what this manager remembers of one org between reconciles. It is kept small:
-// one exists for every org the manager watches.
-type orgMemory struct {
-	// checkedBefore: this manager has checked the org since it started.
-	checkedBefore bool
-	// written is the status this manager last wrote after a check, until the cache has it: the
-	// cache can serve an older one for a moment (our own Secret write-back wakes the org at
-	// once), and the newer one wins. The org's update event lets it go (cacheCaughtUp), so it
-	// costs memory only for a moment.
-	written atomic.Pointer[sfv1.SalesforceOrgStatus]
-	// held is the last check's clock and API headroom when the status policy held them back
-	// (see holdBack): the next check is scheduled from them, not from the older status.
-	held *heldCheck
-	// chainID is the org's credential chain in the Salesforce client, forgotten when the org goes.
-	chainID string
-	// deferredDeletion is the deletion request last announced by an event.
-	deferredDeletion string
-}
-
-// heldCheck is what a check changed that status shows only at the heartbeat.
-type heldCheck struct {
-	checked, connected *metav1.Time
-	api                *sfv1.APIRequests
-}
-
-// orgScope is everything one reconcile of an org works from, loaded once.
-type orgScope struct {
-	org *sfv1.SalesforceOrg
-	// holders are the Active stages (not being deleted) that map to the org.
-	holders []sfv1.PipelineStage
-	// impl is the org's implementation; implNamed its name, also when it does not exist.
-	impl      *sfv1.SalesforceImplementation
-	implNamed string
-	mem       *orgMemory
-	// checkedBefore: this manager has checked the org since it started.
-	checkedBefore bool
-	// checked: this reconcile ran a check (its outcome is in status).
-	checked bool
-	// secret is the auth Secret as this reconcile last read or wrote it.
-	secret *corev1.Secret
-	// prod is a sandboxOf org's production org, Active and Connected.
-	prod *sfv1.SalesforceOrg
-	// writtenSecretVersion is the auth Secret's version after this reconcile wrote it.
-	writtenSecretVersion string
-	// handOut: the scope of a hand-out's use of the chain (see accessScope), which never
-	// authorises a sandbox afresh.
-	handOut bool
 }
 
 // +kubebuilder:rbac:groups=salesforce.sfops.io,resources=salesforceorgs,verbs=get;list;watch;patch;delete
@@ -140,8 +83,84 @@ type orgScope struct {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
-// Reconcile runs the fixed prologue, then the phases in order:
-// usage → delete | implementation → idle → due? → credential (and rotation) → check → summarise.
+// orgReconcile is one reconcile of one org: the org, this manager's memory of it, what the steps
+// read (in), and what they found for summarise (found).
+type orgReconcile struct {
+	org    *sfv1.SalesforceOrg
+	memory *rememberedOrg
+	in     orgInputs
+	found  orgFindings
+}
+
+// orgInputs is what the steps read from the cluster, each once, for the later steps and summarise.
+type orgInputs struct {
+	// holders are the Active stages (not being deleted) that map to the org.
+	holders []sfv1.PipelineStage
+	// deletionRequested is the time a refused deletion was requested at (a deferred deletion).
+	deletionRequested string
+	// impl is the org's implementation; implName its name, also when it does not exist.
+	impl     *sfv1.SalesforceImplementation
+	implName string
+	// production is a sandboxOf org's production org, Active and Connected.
+	production *sfv1.SalesforceOrg
+	// defaultDevHub is the org that claims to be the namespace's default Dev Hub, when this one does.
+	defaultDevHub string
+	// cachedSecretVersion is the auth Secret's resourceVersion as the metadata cache has it.
+	cachedSecretVersion string
+}
+
+// orgFindings is what the steps found, which summarise writes to status.
+type orgFindings struct {
+	// usedBy names the stages (not being deleted) that map to the org (nil: not listed).
+	usedBy *[]string
+	// check is the check this reconcile made (nil: none).
+	check *checkRecord
+	// secretWritable says whether a rotated refresh token can be saved to the auth Secret (nil: not probed).
+	secretWritable *secretWritability
+	// sandboxAuthSecret is the Secret that holds a sandbox's derived credential.
+	sandboxAuthSecret string
+	// reconcileRequest is the reconcile-now request this reconcile handled.
+	reconcileRequest string
+}
+
+// checkRecord is one check: when it started, of which version of the auth Secret (nil: not a
+// verdict on the Secret), and what it found.
+type checkRecord struct {
+	at            time.Time
+	secretVersion *string
+	facts         *salesforce.OrgFacts
+	// salesforceFailed: Salesforce answered with a failure (it counts toward the back-off).
+	salesforceFailed bool
+}
+
+// orgStep is one step of an org's reconcile. Each reads what it needs into rc.in, records what it
+// found in rc.found, and returns either how the reconcile goes on or an *orgError; none sets a
+// condition (summarise does). The shape is fluxcd/source-controller's (one signature, one list,
+// one loop, one deferred summarise-and-patch), except that a step never patches mid-way nor marks
+// a condition itself: the org is written once, so a periodic check costs one request or none.
+type orgStep func(ctx context.Context, rc *orgReconcile) (stepResult, error)
+
+// steps is the whole life of an org, in order. Each step may end the reconcile.
+func (r *SalesforceOrgReconciler) steps() []orgStep {
+	return []orgStep{
+		r.ensureFinalizer,  // the backstop that keeps an org in use
+		r.usage,            // the stages that use the org, and those that hold it
+		r.deletion,         // release the finalizer once nothing holds the org
+		r.deferredDeletion, // replay a deletion admission refused, once nothing holds the org
+		r.reconcileRequest, // a "reconcile now" annotation
+		r.implementation,   // the org's SalesforceImplementation
+		r.idle,             // Inactive, or its implementation suspended: nothing is called
+		r.production,       // a sandbox's production org (salesforceorg_sandbox.go)
+		r.defaultDevHub,    // the namespace's default Dev Hub claimant
+		r.secretInCache,    // the auth Secret's version, from metadata (salesforceorg_check.go)
+		r.due,              // is a check due? (salesforceorg_schedule.go)
+		r.chainOwner,       // one owner per credential chain (salesforceorg_check.go)
+		r.check,            // the check through the chain (salesforceorg_check.go)
+	}
+}
+
+// Reconcile runs the fixed prologue (get the org, recall this manager's memory of it, defer the
+// summarise-and-patch), then the steps in order, until one ends the reconcile.
 func (r *SalesforceOrgReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	r.claims.active.Add(1)
 	defer r.claims.active.Add(-1)
@@ -153,143 +172,43 @@ func (r *SalesforceOrgReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if org.DeletionTimestamp.IsZero() {
-		before := org.DeepCopy()
-		if err := addFinalizer(ctx, r.Client, org, OrgFinalizer); apierrors.IsConflict(err) {
-			return ctrl.Result{}, err // a stale cache: the next attempt reads the new version
-		} else if err != nil {
-			// Say why the org waits (the status subresource is not behind the webhooks).
-			setKstatus(&before.Status.Conditions, before.Status.ObservedGeneration, retrying(sfv1.ReasonProgressing,
-				"Waiting to add the finalizer %s, which keeps an org in use from being deleted: %v", OrgFinalizer, err))
-			if perr := newStatusPatcher(r.Client, org).patch(ctx, before, orgStatus); perr != nil {
-				err = errors.Join(err, perr)
-			}
-			return ctrl.Result{}, err
-		}
-	}
-	sc := r.loadScope(org)
+	rc := &orgReconcile{org: org, memory: r.memory.of(org.UID)}
+	// The cache may lag this manager's own last write: start from the newest status known.
+	org.Status = rc.memory.newestStatus(org.Status)
 	patcher := newStatusPatcher(r.Client, org)
-	recallHeld(sc)
+	rc.memory.restoreHeld(&org.Status)
+
+	var res stepResult
+	var err error
 	defer func() {
-		held := r.holdBack(patcher.original.(*sfv1.SalesforceOrg).Status, &org.Status)
-		if err := patcher.patch(ctx, org, orgStatus); err != nil {
-			retErr = errors.Join(retErr, err)
+		result, retErr = r.summarise(ctx, rc, res, err)
+		held := holdBack(patcher.original.(*sfv1.SalesforceOrg).Status, &org.Status, r.statusHeartbeat())
+		if perr := patcher.patch(ctx, org, orgStatus); perr != nil {
+			retErr = errors.Join(retErr, perr)
 			return
 		}
-		sc.mem.held = held
-		if sc.checked {
-			sc.mem.checkedBefore = true
-			if patcher.wrote {
-				sc.mem.written.Store(org.Status.DeepCopy())
-			}
+		var written *sfv1.SalesforceOrgStatus
+		if patcher.wrote {
+			written = &org.Status
 		}
+		rc.memory.patched(held, rc.found.check != nil, written)
 	}()
-
-	sum, after, err := r.phases(ctx, sc)
-	sum, result, retErr, handled := conclude(err, sum, after)
-	gen := org.Status.ObservedGeneration
-	if handled {
-		gen = org.Generation
-		org.Status.ObservedGeneration = gen
-	}
-	setKstatus(&org.Status.Conditions, gen, sum)
+	res, err = r.runSteps(ctx, rc)
 	return result, retErr
 }
 
+// runSteps runs the steps in order until one fails or ends the reconcile.
+func (r *SalesforceOrgReconciler) runSteps(ctx context.Context, rc *orgReconcile) (stepResult, error) {
+	for _, step := range r.steps() {
+		res, err := step(ctx, rc)
+		if err != nil || res.outcome != outcomeNext {
+			return res, err
+		}
+	}
+	return stepResult{outcome: outcomeConnection}, nil
+}
+
 func orgStatus(o client.Object) any { return o.(*sfv1.SalesforceOrg).Status }
-
-// loadScope pairs the org with this manager's memory of it. When the memory holds a newer check
-// than the cached org (our own status write has not reached the cache yet), the memory wins;
-// once the cache has it, the memory lets it go.
-func (r *SalesforceOrgReconciler) loadScope(org *sfv1.SalesforceOrg) *orgScope {
-	m, _ := r.memory.LoadOrStore(org.UID, &orgMemory{})
-	sc := &orgScope{org: org, mem: m.(*orgMemory)}
-	sc.checkedBefore = sc.mem.checkedBefore
-	if w := sc.mem.written.Load(); w != nil {
-		if newerCheck(w, &org.Status) {
-			usedBy, count := org.Status.UsedBy, org.Status.StageCount
-			org.Status = *w.DeepCopy()
-			org.Status.UsedBy, org.Status.StageCount = usedBy, count
-		} else {
-			sc.mem.written.CompareAndSwap(w, nil)
-		}
-	}
-	return sc
-}
-
-// newerCheck: status w holds a later check than cached. Status keeps whole seconds, so two checks
-// in one second have equal times: then w is newer unless the cache holds it already.
-func newerCheck(w, cached *sfv1.SalesforceOrgStatus) bool {
-	switch {
-	case cached.LastCheckTime == nil || w.LastCheckTime.After(cached.LastCheckTime.Time):
-		return true
-	case w.LastCheckTime.Before(cached.LastCheckTime):
-		return false
-	}
-	same := *w
-	same.UsedBy, same.StageCount = cached.UsedBy, cached.StageCount
-	return !equality.Semantic.DeepEqual(same, *cached)
-}
-
-// cacheCaughtUp lets the memory of a written status go once the cache has it: the org's update
-// event carries the status as the cache now holds it.
-func (r *SalesforceOrgReconciler) cacheCaughtUp(o client.Object) {
-	org, ok := o.(*sfv1.SalesforceOrg)
-	if !ok {
-		return
-	}
-	if m, ok := r.memory.Load(org.UID); ok {
-		if w := m.(*orgMemory).written.Load(); w != nil && !newerCheck(w, &org.Status) {
-			m.(*orgMemory).written.CompareAndSwap(w, nil)
-		}
-	}
-}
-
-// recallHeld puts back the last check's clock and headroom that status did not get (holdBack),
-// unless status has a newer check.
-func recallHeld(sc *orgScope) {
-	h, st := sc.mem.held, &sc.org.Status
-	if h == nil {
-		return
-	}
-	if st.LastCheckTime != nil && !h.checked.After(st.LastCheckTime.Time) {
-		sc.mem.held = nil
-		return
-	}
-	st.LastCheckTime, st.LastConnectedTime, st.APIRequests = h.checked, h.connected, h.api
-}
-
-// DefaultStatusHeartbeat is how stale status.lastCheckTime may grow while nothing else changes.
-const DefaultStatusHeartbeat = time.Hour
-
-// holdBack applies the status write policy to now, the status about to be written over was (the
-// status as written). What a user or a tool acts on (conditions, connection, facts, versions,
-// lastHandledReconcileAt) is written at once. A check that changed only its own clock
-// (lastCheckTime, lastConnectedTime) and the API headroom by less than a step writes nothing
-// until lastCheckTime is StatusHeartbeat old: holdBack then puts was's values of those three
-// back into now and returns the held ones. Every write carries the newest of all.
-func (r *SalesforceOrgReconciler) holdBack(was sfv1.SalesforceOrgStatus, now *sfv1.SalesforceOrgStatus) *heldCheck {
-	if was.LastCheckTime == nil || now.LastCheckTime == nil || !now.LastCheckTime.After(was.LastCheckTime.Time) ||
-		now.LastCheckTime.Sub(was.LastCheckTime.Time) >= r.statusHeartbeat() || headroomMoved(was.APIRequests, now.APIRequests) {
-		return nil
-	}
-	h := &heldCheck{checked: now.LastCheckTime, connected: now.LastConnectedTime, api: now.APIRequests}
-	now.LastCheckTime, now.LastConnectedTime, now.APIRequests = was.LastCheckTime, was.LastConnectedTime, was.APIRequests
-	if !equality.Semantic.DeepEqual(was, *now) {
-		now.LastCheckTime, now.LastConnectedTime, now.APIRequests = h.checked, h.connected, h.api
-		return nil
-	}
-	return h
-}
-
-// headroomMoved: the daily API limit changed, or what is left of it moved by 1% of it or more.
-func headroomMoved(was, now *sfv1.APIRequests) bool {
-	if was == nil || now == nil {
-		return was != now
-	}
-	step := max(was.Max/100, 1)
-	return was.Max != now.Max || now.Remaining-was.Remaining >= step || was.Remaining-now.Remaining >= step
-}
 
 func (r *SalesforceOrgReconciler) statusHeartbeat() time.Duration {
 	if r.StatusHeartbeat > 0 {
@@ -298,48 +217,28 @@ func (r *SalesforceOrgReconciler) statusHeartbeat() time.Duration {
 	return DefaultStatusHeartbeat
 }
 
-// phases runs the chain and returns the success summary with the time to the next reconcile, or
-// the typed error of the phase that stopped it.
-func (r *SalesforceOrgReconciler) phases(ctx context.Context, sc *orgScope) (summary, time.Duration, error) {
-	if err := r.usage(ctx, sc); err != nil {
-		return summary{}, 0, err
+// ensureFinalizer adds the finalizer to an org that is not being deleted.
+func (r *SalesforceOrgReconciler) ensureFinalizer(ctx context.Context, rc *orgReconcile) (stepResult, error) {
+	if !rc.org.DeletionTimestamp.IsZero() {
+		return nextStep, nil
 	}
-	if !sc.org.DeletionTimestamp.IsZero() {
-		return r.deletion(ctx, sc)
+	err := addFinalizer(ctx, r.Client, rc.org, OrgFinalizer)
+	switch {
+	case apierrors.IsConflict(err):
+		return nextStep, &orgError{kind: staleCacheKind, msg: err.Error(), cause: err}
+	case err != nil:
+		// Say why the org waits (the status subresource is not behind the webhooks).
+		return nextStep, unhandledErr(err, "Waiting to add the finalizer %s, which keeps an org in use from being deleted", OrgFinalizer)
 	}
-	if sum, deleted, err := r.deferredDeletion(ctx, sc); deleted || err != nil {
-		return sum, 0, err
-	}
-	if v, ok := sc.org.Annotations[sfv1.ReconcileRequestedAtAnnotation]; ok && v != sc.org.Status.LastHandledReconcileAt {
-		defer func() { sc.org.Status.LastHandledReconcileAt = v }()
-	}
-	if err := r.implementation(ctx, sc); err != nil {
-		return summary{}, 0, err
-	}
-	if sum, idle := r.idle(sc); idle {
-		return sum, 0, nil
-	}
-	if err := r.production(ctx, sc); err != nil {
-		return summary{}, 0, err
-	}
-	secretVersion, err := r.dueCredential(ctx, sc)
-	if err != nil {
-		return summary{}, 0, err
-	}
-	if wait := r.dueIn(sc.org, secretVersion, sc.checkedBefore, time.Now()); wait > 0 {
-		return r.summarise(ctx, sc, wait)
-	}
-	if err := r.chainOwner(ctx, sc); err != nil {
-		return summary{}, 0, err
-	}
-	return r.check(ctx, sc, secretVersion)
+	return nextStep, nil
 }
 
-// usage writes status.usedBy and stageCount from the stage index, and keeps the stages that hold the org.
-func (r *SalesforceOrgReconciler) usage(ctx context.Context, sc *orgScope) error {
-	stages, err := index.StagesForOrg(ctx, r.Client, sc.org.Namespace, sc.org.Name)
+// usage finds the stages that use the org (status.usedBy) in the stage index, and keeps those that hold it.
+func (r *SalesforceOrgReconciler) usage(ctx context.Context, rc *orgReconcile) (stepResult, error) {
+	org := rc.org
+	stages, err := index.StagesForOrg(ctx, r.Client, org.Namespace, org.Name)
 	if err != nil {
-		return unhandled(err, "Listing the pipeline stages that use this org failed")
+		return nextStep, unhandledErr(err, "Listing the pipeline stages that use this org failed")
 	}
 	var names []string
 	for _, s := range stages {
@@ -347,60 +246,63 @@ func (r *SalesforceOrgReconciler) usage(ctx context.Context, sc *orgScope) error
 			names = append(names, s.Name)
 		}
 	}
-	sc.org.Status.UsedBy = names
-	sc.org.Status.StageCount = int32(len(names))
-	sc.org.Status.CredentialSource = sc.org.Source()
-	sc.holders = index.Active(stages)
-	return nil
+	rc.found.usedBy = &names
+	rc.in.holders = index.Active(stages)
+	return nextStep, nil
 }
 
-// deletion releases the finalizer once no Active stage maps to the org. No Salesforce call.
-func (r *SalesforceOrgReconciler) deletion(ctx context.Context, sc *orgScope) (summary, time.Duration, error) {
-	if len(sc.holders) > 0 {
-		return summary{}, 0, stall(0, sfv1.ReasonDeletionBlocked,
-			"Deletion waits: the org is mapped to active pipeline stages %s. Remove it from those stages, or set them Inactive.",
-			index.StageNames(sc.holders))
+// deletion releases the finalizer of an org being deleted once no Active stage maps to it. No
+// Salesforce call.
+func (r *SalesforceOrgReconciler) deletion(ctx context.Context, rc *orgReconcile) (stepResult, error) {
+	org := rc.org
+	if org.DeletionTimestamp.IsZero() {
+		return nextStep, nil
 	}
-	sandboxes, err := rules.SandboxesOf(ctx, r.Client, sc.org.Namespace, sc.org.Name)
+	if len(rc.in.holders) > 0 {
+		return nextStep, stallingErr(0, sfv1.ReasonDeletionBlocked,
+			"Deletion waits: the org is mapped to active pipeline stages %s. Remove it from those stages, or set them Inactive.",
+			index.StageNames(rc.in.holders))
+	}
+	sandboxes, err := rules.SandboxesOf(ctx, r.Client, org.Namespace, org.Name)
 	if err != nil {
-		return summary{}, 0, unhandled(err, "Listing the sandboxes authorised through the org failed")
+		return nextStep, unhandledErr(err, "Listing the sandboxes authorised through the org failed")
 	}
 	if len(sandboxes) > 0 {
-		return summary{}, 0, stall(0, sfv1.ReasonDeletionBlocked,
+		return nextStep, stallingErr(0, sfv1.ReasonDeletionBlocked,
 			"Deletion waits: sandboxes %s are authorised through this org (spec.sandboxOf). Delete them, or give them another credential source.",
 			strings.Join(sandboxes, ", "))
 	}
-	if sc.mem.chainID != "" {
-		r.Salesforce.Forget(sc.mem.chainID)
+	if chainID := r.memory.forget(org.UID); chainID != "" {
+		r.Salesforce.Forget(chainID)
 	}
-	r.memory.Delete(sc.org.UID)
-	forgetOrgMetrics(sc.org.Namespace, sc.org.Name)
-	if err := removeFinalizer(ctx, r.Client, sc.org, OrgFinalizer); err != nil {
-		return summary{}, 0, unhandled(err, "Removing the finalizer failed")
+	forgetOrgMetrics(org.Namespace, org.Name)
+	if err := removeFinalizer(ctx, r.Client, org, OrgFinalizer); err != nil {
+		return nextStep, unhandledErr(err, "Removing the finalizer failed")
 	}
-	return notReady(sfv1.ReasonProgressing, "Deleting."), 0, nil
+	return stepResult{outcome: outcomeDeleting}, nil
 }
 
 // deferredDeletion replays a deletion that admission refused while stages held the org: once
 // none does, the operator deletes the org itself, so one `kubectl delete -f dir` converges in any
 // file order. Until then the org is reconciled as usual.
-func (r *SalesforceOrgReconciler) deferredDeletion(ctx context.Context, sc *orgScope) (summary, bool, error) {
-	org := sc.org
+func (r *SalesforceOrgReconciler) deferredDeletion(ctx context.Context, rc *orgReconcile) (stepResult, error) {
+	org := rc.org
 	requested, ok := org.Annotations[sfv1.DeletionRequestedAnnotation]
 	if !ok {
-		sc.mem.deferredDeletion = ""
-		return summary{}, false, nil
+		rc.memory.announcedDeletion = ""
+		return nextStep, nil
 	}
+	rc.in.deletionRequested = requested
 	sandboxes, err := rules.SandboxesOf(ctx, r.Client, org.Namespace, org.Name)
 	if err != nil {
-		return summary{}, false, unhandled(err, "Listing the sandboxes authorised through the org failed")
+		return nextStep, unhandledErr(err, "Listing the sandboxes authorised through the org failed")
 	}
-	if len(sc.holders) > 0 || len(sandboxes) > 0 {
-		if sc.mem.deferredDeletion != requested {
-			sc.mem.deferredDeletion = requested
+	if holders := rc.in.holders; len(holders) > 0 || len(sandboxes) > 0 {
+		if rc.memory.announcedDeletion != requested {
+			rc.memory.announcedDeletion = requested
 			waits := []string{}
-			if len(sc.holders) > 0 {
-				waits = append(waits, "active pipeline stages "+index.StageNames(sc.holders))
+			if len(holders) > 0 {
+				waits = append(waits, "active pipeline stages "+index.StageNames(holders))
 			}
 			if len(sandboxes) > 0 {
 				waits = append(waits, "sandboxes "+strings.Join(sandboxes, ", ")+" (sandboxOf)")
@@ -409,275 +311,61 @@ func (r *SalesforceOrgReconciler) deferredDeletion(ctx context.Context, sc *orgS
 				"Deletion requested at %s waits for %s; the operator deletes the org when nothing holds it. Remove the annotation %s to cancel.",
 				requested, strings.Join(waits, " and "), sfv1.DeletionRequestedAnnotation)
 		}
-		return summary{}, false, nil
+		return nextStep, nil
 	}
 	if err := r.Delete(ctx, org, client.Preconditions{UID: &org.UID}); client.IgnoreNotFound(err) != nil {
-		return summary{}, false, retry(r.retryBase(), sfv1.ReasonDeletionDeferred, "Deleting the org as requested at %s failed: %v", requested, err)
+		return nextStep, retryingErr(r.retryBase(), sfv1.ReasonDeletionDeferred, "Deleting the org as requested at %s failed: %v", requested, err)
 	}
 	r.Notify.normal(ctx, org, sfv1.ReasonDeletionReplayed, "Delete",
 		"Deleted as requested at %s: nothing holds the org any more.", requested)
-	return notReady(sfv1.ReasonProgressing, "Deleting, as requested at %s.", requested), true, nil
+	return stepResult{outcome: outcomeDeletionReplayed}, nil
+}
+
+// reconcileRequest notes a "reconcile now" request, which summarise echoes to
+// status.lastHandledReconcileAt (the schedule reads the request until then).
+func (r *SalesforceOrgReconciler) reconcileRequest(_ context.Context, rc *orgReconcile) (stepResult, error) {
+	if requestedReconcile(rc.org) {
+		rc.found.reconcileRequest = rc.org.Annotations[sfv1.ReconcileRequestedAtAnnotation]
+	}
+	return nextStep, nil
 }
 
 // implementation finds the org's implementation. A failed lookup stops the reconcile: a member
 // of a suspended implementation must never be checked because a List failed.
-func (r *SalesforceOrgReconciler) implementation(ctx context.Context, sc *orgScope) error {
-	impl, named, err := rules.ImplementationOf(ctx, r.Client, sc.org)
+func (r *SalesforceOrgReconciler) implementation(ctx context.Context, rc *orgReconcile) (stepResult, error) {
+	impl, name, err := rules.ImplementationOf(ctx, r.Client, rc.org)
 	if err != nil {
-		return unhandled(err, "Finding the org's implementation failed")
+		return nextStep, unhandledErr(err, "Finding the org's implementation failed")
 	}
-	sc.impl, sc.implNamed = impl, named
-	return nil
+	rc.in.impl, rc.in.implName = impl, name
+	return nextStep, nil
 }
 
-// idle says whether the org is out of use (Inactive, or its implementation suspended): then
+// idle ends the reconcile of an org out of use (Inactive, or its implementation suspended):
 // nothing is called, not even its Secret read.
-func (r *SalesforceOrgReconciler) idle(sc *orgScope) (summary, bool) {
-	org := sc.org
-	var sum summary
+func (r *SalesforceOrgReconciler) idle(_ context.Context, rc *orgReconcile) (stepResult, error) {
+	org := rc.org
 	switch {
-	case !org.IsActive() && len(sc.holders) > 0:
-		sum = notReady(sfv1.ReasonInUseWhileInactive,
-			"The org is Inactive but mapped to active pipeline stages %s: set them Inactive or map them to another org, or set this org Active.",
-			index.StageNames(sc.holders))
+	case !org.IsActive() && len(rc.in.holders) > 0:
+		return stepResult{outcome: outcomeInUseWhileInactive}, nil
 	case !org.IsActive():
-		sum = readyTrue(sfv1.ReasonInactive, "The org is Inactive: it is not checked.")
-	case sc.impl != nil && sc.impl.Spec.Suspend:
-		sum = readyTrue(sfv1.ReasonImplementationSuspended,
-			"SalesforceImplementation %q is suspended: the org is not checked.", sc.impl.Name)
-	default:
-		return summary{}, false
+		return stepResult{outcome: outcomeInactive}, nil
+	case rc.in.impl != nil && rc.in.impl.Spec.Suspend:
+		return stepResult{outcome: outcomeSuspended}, nil
 	}
-	org.Status.Connection = sfv1.ConnectionUnknown
-	setCondition(org, sfv1.ConditionConnected, metav1.ConditionUnknown, sum.reason, sum.message)
-	forgetOrgMetrics(org.Namespace, org.Name) // not checked: no series, so no alert
-	return sum, true
+	return nextStep, nil
 }
 
-// check calls Salesforce through the org's credential chain (the client re-reads the Secret
-// before any exchange, claims it, and persists a rotation before it uses the new token) and
-// records the outcome. A sandbox whose own token is rejected (a sandbox refresh killed it) is
-// authorised again through its production org.
-func (r *SalesforceOrgReconciler) check(ctx context.Context, sc *orgScope, secretVersion string) (summary, time.Duration, error) {
-	now := time.Now()
-	ch := r.chainFor(sc)
-	sc.mem.chainID = ch.ChainID()
-	res, err := r.checkChain(ctx, ch, secretVersion)
-	if sc.prod != nil && salesforce.ReasonOf(err) == salesforce.ReasonCredentialRejected {
-		if _, _, err = r.deriveSandboxCredential(ctx, sc); err == nil {
-			ch = r.chainFor(sc)
-			res, err = r.checkChain(ctx, ch, sc.writtenSecretVersion)
-		}
+// defaultDevHub finds the namespace's default Dev Hub claimant, when the org claims to be it:
+// summarise stalls the second claimant.
+func (r *SalesforceOrgReconciler) defaultDevHub(ctx context.Context, rc *orgReconcile) (stepResult, error) {
+	if !rc.org.Spec.DefaultDevHub {
+		return nextStep, nil
 	}
-	var pe *salesforce.ProductionError
-	var held *claimHeldError
-	switch {
-	case errors.As(err, &pe) && errors.As(pe.Err, &held), errors.As(err, &held):
-		log.FromContext(ctx).V(1).Info("waiting for another process's claim on the credential", "claim", held.Error())
-		return r.summarise(ctx, sc, held.after)
-	case errors.As(err, &pe):
-		return r.productionFailed(ctx, sc, pe.Err, now)
-	}
-	if err != nil && !isCheckError(err) {
-		return summary{}, 0, err // the chain's own outcome (a Secret problem): status says it already
-	}
-	if ch.version != "" {
-		secretVersion = ch.version
-	}
-	return r.checked(ctx, sc, res, err, now, secretVersion)
-}
-
-func (r *SalesforceOrgReconciler) checkChain(ctx context.Context, ch *orgChain, storedVersion string) (*salesforce.CheckResult, error) {
-	checkCtx, cancel := context.WithTimeout(ctx, r.checkTimeout())
-	defer cancel()
-	return r.Salesforce.CheckChain(checkCtx, ch, storedVersion)
-}
-
-// checked records the outcome of a check that started at now, of the Secret at secretVersion.
-func (r *SalesforceOrgReconciler) checked(ctx context.Context, sc *orgScope, res *salesforce.CheckResult, err error, now time.Time, secretVersion string) (summary, time.Duration, error) {
-	org := sc.org
-	checkDuration.WithLabelValues(reasonOf(err)).Observe(time.Since(now).Seconds())
-	sc.checked = true
-	org.Status.LastCheckTime = &metav1.Time{Time: now}
-	org.Status.CheckedSecretVersion = secretVersion
+	holder, err := rules.DefaultDevHubOf(ctx, r.Client, rc.org.Namespace, "")
 	if err != nil {
-		return r.checkFailed(ctx, sc, err)
+		return nextStep, unhandledErr(err, "Listing the namespace's Dev Hubs failed")
 	}
-	r.recordFacts(ctx, sc, &res.Facts, now)
-	return r.summarise(ctx, sc, r.nextCheckIn(org, now))
-}
-
-func (r *SalesforceOrgReconciler) checkFailed(ctx context.Context, sc *orgScope, err error) (summary, time.Duration, error) {
-	org := sc.org
-	reason, msg := reasonOf(err), sentence(err)
-	org.Status.ConsecutiveFailures++
-	r.setDisconnected(ctx, org, reason, msg)
-	if salesforce.IsRetryable(err) {
-		wait := backoff(r.retryBase(), org.Status.ConsecutiveFailures, r.interval(org))
-		return summary{}, 0, retry(wait, reason, "%s Retrying in %s.", msg, wait.Round(time.Second))
-	}
-	return summary{}, 0, stall(r.nextCheckIn(org, time.Now()), reason, "%s", msg)
-}
-
-// recordFacts writes what a successful check learned. Without a pin, a new org id (a sandbox
-// refresh) is accepted and announced; with spec.orgId, summarise reports the mismatch.
-func (r *SalesforceOrgReconciler) recordFacts(ctx context.Context, sc *orgScope, f *salesforce.OrgFacts, now time.Time) {
-	org := sc.org
-	if prev := org.Status.OrgID; prev != "" && !sameOrgID(prev, f.OrgID) && sc.prod != nil {
-		r.Notify.normal(ctx, org, sfv1.ReasonSandboxRefreshed, "Check",
-			"Sandbox refreshed: re-authorised through SalesforceOrg %q, org id %s → %s.", sc.prod.Name, prev, f.OrgID)
-	} else if prev != "" && !sameOrgID(prev, f.OrgID) && org.Spec.OrgID == "" {
-		r.Notify.warning(ctx, org, sfv1.ReasonOrgIDChanged, "Check",
-			"The credential now reaches org %s, not %s as before: a sandbox refresh gives a sandbox a new org id. Set spec.orgId to pin the org you expect.",
-			f.OrgID, prev)
-	}
-	// Events mark changes of an established connection: lost (a Warning with its reason) and
-	// regained (this one). The first connection is in status alone (the Ready and Connected
-	// conditions say "Connected to org … as …"), so that onboarding thousands of orgs does not
-	// write thousands of events, nor hold them in the recorder's series cache.
-	regained := org.Status.Connection == sfv1.ConnectionDisconnected
-	org.Status.Connection = sfv1.ConnectionConnected
-	org.Status.ConsecutiveFailures = 0
-	org.Status.LastConnectedTime = &metav1.Time{Time: now}
-	org.Status.OrgID = f.OrgID
-	org.Status.Username = f.Username
-	org.Status.InstanceURL = f.InstanceURL
-	org.Status.InstanceName = f.InstanceName
-	org.Status.Edition = f.Edition
-	org.Status.IsSandbox = f.IsSandbox
-	org.Status.IsScratch = f.IsScratch
-	org.Status.IsDevHub = f.IsDevHub
-	org.Status.NamespacePrefix = f.NamespacePrefix
-	org.Status.TrialExpirationDate = nil
-	if f.TrialExpirationDate != nil {
-		org.Status.TrialExpirationDate = &metav1.Time{Time: *f.TrialExpirationDate}
-	}
-	org.Status.APIRequests = &sfv1.APIRequests{Max: f.APIRequestsMax, Remaining: f.APIRequestsRemaining}
-	msg := fmt.Sprintf("Connected to org %s as %s.", f.OrgID, f.Username)
-	setCondition(org, sfv1.ConditionConnected, metav1.ConditionTrue, sfv1.ReasonConnected, msg)
-	orgMetrics.connectedNow(org.Namespace, org.Name, f.APIRequestsRemaining, f.APIRequestsMax, now)
-	if regained {
-		r.Notify.normal(ctx, org, sfv1.ReasonConnected, "Check", "%s", msg)
-	}
-}
-
-// setDisconnected marks the connection failed with reason, warning only on a change of reason.
-func (r *SalesforceOrgReconciler) setDisconnected(ctx context.Context, org *sfv1.SalesforceOrg, reason, msg string) {
-	prev := findCondition(org.Status.Conditions, sfv1.ConditionConnected)
-	org.Status.Connection = sfv1.ConnectionDisconnected
-	orgMetrics.disconnected(org.Namespace, org.Name)
-	warn := prev == nil || prev.Status != metav1.ConditionFalse || prev.Reason != reason
-	setCondition(org, sfv1.ConditionConnected, metav1.ConditionFalse, reason, msg)
-	if warn {
-		r.Notify.warning(ctx, org, reason, "Check", "%s", msg)
-	}
-}
-
-// summarise derives Ready from what status knows, without calling Salesforce: the last check's
-// outcome, then the declared-versus-found rules. after is when the next check is due.
-func (r *SalesforceOrgReconciler) summarise(ctx context.Context, sc *orgScope, after time.Duration) (summary, time.Duration, error) {
-	org := sc.org
-	c := meta.FindStatusCondition(org.Status.Conditions, sfv1.ConditionConnected)
-	switch {
-	case c == nil || c.Status == metav1.ConditionUnknown:
-		return notReady(sfv1.ReasonProgressing, "Not checked yet."), after, nil
-	case c.Status != metav1.ConditionTrue && isTransientReason(c.Reason):
-		return summary{}, 0, retry(after, c.Reason, "%s", c.Message)
-	case c.Status != metav1.ConditionTrue:
-		return summary{}, 0, stall(after, c.Reason, "%s", c.Message)
-	}
-	if pin := org.Spec.OrgID; pin != "" && !sameOrgID(pin, org.Status.OrgID) {
-		return summary{}, 0, stall(after, sfv1.ReasonOrgIDChanged,
-			"The credential reaches org %s, but spec.orgId pins %s: a sandbox refresh gives a sandbox a new org id, or the auth URL is for another org. If the new org is right, set spec.orgId: %s; otherwise put the right auth URL in Secret %q.",
-			org.Status.OrgID, pin, org.Status.OrgID, org.CredentialSecret())
-	}
-	if want, found := org.Spec.Type, foundType(org); want != found {
-		return summary{}, 0, stall(after, sfv1.ReasonTypeMismatch,
-			"spec.type is %s but the org is a %s (%s): set spec.type: %s, or point the Secret at a %s org.",
-			want, found, org.Status.Edition, found, want)
-	}
-	if org.Spec.DevHub && !org.Status.IsDevHub {
-		return summary{}, 0, stall(after, sfv1.ReasonNotADevHub,
-			"spec.devHub is true but the org cannot query ScratchOrgInfo: enable Dev Hub in the org's Setup, or set devHub: false.")
-	}
-	if org.Spec.DefaultDevHub {
-		holder, err := rules.DefaultDevHubOf(ctx, r.Client, org.Namespace, "")
-		if err != nil {
-			return summary{}, 0, unhandled(err, "Listing the namespace's Dev Hubs failed")
-		}
-		if holder != "" && holder != org.Name {
-			return summary{}, 0, stall(after, sfv1.ReasonDuplicateDefaultDevHub,
-				"SalesforceOrg %q is already the default Dev Hub of namespace %q: set defaultDevHub: false on one of them.",
-				holder, org.Namespace)
-		}
-	}
-	if org.Spec.ImplementationRef != nil && sc.impl == nil {
-		return summary{}, 0, wait(after, sfv1.ReasonImplementationNotFound,
-			"Connected, but spec.implementationRef names SalesforceImplementation %q, which does not exist: create it or remove implementationRef.", sc.implNamed)
-	}
-	return readyTrue(sfv1.ReasonConnected, "%s", c.Message), after, nil
-}
-
-// foundType is the OrgType the facts in status describe.
-func foundType(org *sfv1.SalesforceOrg) sfv1.OrgType {
-	switch {
-	case org.Status.IsScratch:
-		return sfv1.OrgTypeScratch
-	case org.Status.IsSandbox:
-		return sfv1.OrgTypeSandbox
-	case org.Status.Edition == "Developer Edition":
-		return sfv1.OrgTypeDeveloperEdition
-	}
-	return sfv1.OrgTypeProduction
-}
-
-// sameOrgID compares org ids on their case-sensitive 15-character form.
-func sameOrgID(a, b string) bool {
-	if len(a) >= 15 && len(b) >= 15 {
-		return a[:15] == b[:15]
-	}
-	return a == b
-}
-
-// sentence is a client error as condition messages want it: the human text without the
-// "salesforce: Reason:" prefix (the reason is the condition's), capitalised, ending in a period.
-func sentence(err error) string {
-	msg := err.Error()
-	var se *salesforce.Error
-	if errors.As(err, &se) && se.Message != "" {
-		msg = se.Message
-	}
-	msg = strings.TrimSpace(msg)
-	if msg == "" {
-		return msg
-	}
-	msg = strings.ToUpper(msg[:1]) + msg[1:]
-	if !strings.HasSuffix(msg, ".") {
-		msg += "."
-	}
-	return msg
-}
-
-func reasonOf(err error) string {
-	if err == nil {
-		return sfv1.ReasonConnected
-	}
-	if r := salesforce.ReasonOf(err); r != "" {
-		return string(r)
-	}
-	return sfv1.ReasonServerError
-}
-
-func findCondition(conds []metav1.Condition, typ string) *metav1.Condition {
-	if c := meta.FindStatusCondition(conds, typ); c != nil {
-		cp := *c
-		return &cp
-	}
-	return nil
-}
-
-func setCondition(org *sfv1.SalesforceOrg, typ string, status metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&org.Status.Conditions, metav1.Condition{
-		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: org.Generation,
-	})
+	rc.in.defaultDevHub = holder
+	return nextStep, nil
 }

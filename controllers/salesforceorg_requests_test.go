@@ -28,9 +28,9 @@ func rewind(t *testing.T, h *harness, name string, ago time.Duration) {
 	if err := h.c.Status().Update(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
-	m, _ := h.r.memory.Load(o.UID)
-	m.(*orgMemory).written.Store(nil)
-	m.(*orgMemory).held = nil
+	m := h.r.memory.of(o.UID)
+	m.written.Store(nil)
+	m.held = nil
 }
 
 func TestPeriodicRecheckReadsNoSecretAndWritesOnlyAtTheHeartbeat(t *testing.T) {

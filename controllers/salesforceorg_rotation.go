@@ -13,7 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	k8sretry "k8s.io/client-go/util/retry"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -132,26 +132,27 @@ func (r *SalesforceOrgReconciler) loadRotationRecord(ctx context.Context, org *s
 	return nil, nil
 }
 
-// restoreReverted is the rotation phase before a check: when the auth Secret holds a value that
-// Salesforce already rotated away, it writes the newest one back and returns it.
-func (r *SalesforceOrgReconciler) restoreReverted(ctx context.Context, sc *orgScope, cred salesforce.AuthURL) (salesforce.AuthURL, error) {
-	if sc.secret != nil && sc.secret.ResourceVersion == sc.org.Status.CheckedSecretVersion {
+// restoreReverted runs when the chain loads the credential, before any exchange: when the auth
+// Secret holds a value that Salesforce already rotated away, it writes the newest one back and
+// returns it.
+func (r *SalesforceOrgReconciler) restoreReverted(ctx context.Context, ch *orgChain, cred salesforce.AuthURL) (salesforce.AuthURL, error) {
+	if ch.stored != nil && ch.stored.ResourceVersion == ch.org.Status.CheckedSecretVersion {
 		return cred, nil // the version already checked (or written by us): nothing was written back since
 	}
-	rec, err := r.loadRotationRecord(ctx, sc.org)
+	rec, err := r.loadRotationRecord(ctx, ch.org)
 	if err != nil {
-		return cred, unhandled(err, "Reading the rotation record of the org failed")
+		return cred, unhandledErr(err, "Reading the rotation record of the org failed")
 	}
 	if rec == nil || rec.taken || cred == rec.newest || !rec.isDead(cred) {
 		return cred, nil
 	}
-	msg := revertedMessage(sc.org)
-	if err := r.writeAuthSecret(ctx, sc, rec.newest, func(cur salesforce.AuthURL, ok bool) bool { return ok && rec.isDead(cur) }); err != nil {
-		return cred, retry(r.retryBase(), sfv1.ReasonSecretUpdateFailed,
+	msg := revertedMessage(ch.org)
+	if err := r.writeAuthSecret(ctx, ch, rec.newest, func(cur salesforce.AuthURL, ok bool) bool { return ok && rec.isDead(cur) }); err != nil {
+		return cred, retryingErr(r.retryBase(), sfv1.ReasonSecretUpdateFailed,
 			"Secret %q holds a refresh token that Salesforce already rotated away, and restoring the current one failed (%s). Check the operator's RBAC for update on secrets.",
-			sc.org.CredentialSecret(), apierrors.ReasonForError(err))
+			ch.org.CredentialSecret(), apierrors.ReasonForError(err))
 	}
-	r.Notify.warning(ctx, sc.org, sfv1.ReasonCredentialReverted, "RestoreRotation", "%s", msg)
+	r.Notify.warning(ctx, ch.org, sfv1.ReasonCredentialReverted, "RestoreRotation", "%s", msg)
 	return rec.newest, nil
 }
 
@@ -166,56 +167,56 @@ func revertedMessage(org *sfv1.SalesforceOrg) string {
 // wrote it (one API call: the window in which a killed process could lose the new token),
 // re-reading only on a conflict.
 // restore says that old is a value the chain rotated away earlier, which a tool wrote back.
-func (r *SalesforceOrgReconciler) persistRotation(ctx context.Context, sc *orgScope, old, rotated salesforce.AuthURL, restore bool) error {
+func (r *SalesforceOrgReconciler) persistRotation(ctx context.Context, ch *orgChain, old, rotated salesforce.AuthURL, restore bool) error {
 	var rec *rotationRecord
 	recLoaded := false
-	err := r.writeAuthSecret(ctx, sc, rotated, func(cur salesforce.AuthURL, ok bool) bool {
+	err := r.writeAuthSecret(ctx, ch, rotated, func(cur salesforce.AuthURL, ok bool) bool {
 		if ok && cur == old {
 			return true
 		}
 		if !recLoaded {
-			rec, _ = r.loadRotationRecord(ctx, sc.org)
+			rec, _ = r.loadRotationRecord(ctx, ch.org)
 			recLoaded = true
 		}
 		return ok && rec.isDead(cur)
 	})
 	if err != nil {
 		why := "writing it back failed (" + string(apierrors.ReasonForError(err)) + ")"
-		if sc.secret != nil && refusedWrite(err) {
-			why = writeRefusal(sc.secret, err, rotated)
+		if ch.stored != nil && refusedWrite(err) {
+			why = writeRefusal(ch.stored, err, rotated)
 		}
 		return fmt.Errorf("%s; the operator keeps it in memory and retries before anything else. The org's credential is lost if the operator stops first: fix it now",
 			why)
 	}
 	if !recLoaded {
-		rec, _ = r.loadRotationRecord(ctx, sc.org)
+		rec, _ = r.loadRotationRecord(ctx, ch.org)
 	}
-	if err := r.writeRotationRecord(ctx, sc.org, rotated, old, rec); rec != nil && rec.taken {
-		r.Notify.warning(ctx, sc.org, sfv1.ReasonSecretNameTaken, "PersistRotation", "%s.", sentence(err))
+	if err := r.writeRotationRecord(ctx, ch.org, rotated, old, rec); rec != nil && rec.taken {
+		r.Notify.warning(ctx, ch.org, sfv1.ReasonSecretNameTaken, "PersistRotation", "%s.", sentence(err))
 	} else if err != nil {
 		// The auth Secret holds the new token, which is what matters; only revert protection is missing.
 		log.FromContext(ctx).Info("the rotation record could not be written; a revert of the Secret cannot be undone after a restart",
 			"reason", apierrors.ReasonForError(err))
 	}
 	if restore {
-		r.Notify.warning(ctx, sc.org, sfv1.ReasonCredentialReverted, "RestoreRotation", "%s", revertedMessage(sc.org))
+		r.Notify.warning(ctx, ch.org, sfv1.ReasonCredentialReverted, "RestoreRotation", "%s", revertedMessage(ch.org))
 		return nil
 	}
-	r.Notify.normal(ctx, sc.org, sfv1.ReasonCredentialRotated, "PersistRotation",
-		"Salesforce rotated the refresh token; the new one was saved to Secret %q.", sc.org.CredentialSecret())
+	r.Notify.normal(ctx, ch.org, sfv1.ReasonCredentialRotated, "PersistRotation",
+		"Salesforce rotated the refresh token; the new one was saved to Secret %q.", ch.org.CredentialSecret())
 	return nil
 }
 
 // writeAuthSecret writes a into the auth Secret's key when overwrite(current value) allows it,
 // and records the Secret's new resourceVersion as the one checked. It first tries the Secret as
-// this reconcile read it (sc.secret), and reads it again only after a conflict. A value a person
+// this reconcile read it (ch.stored), and reads it again only after a conflict. A value a person
 // put there meanwhile wins: nothing is written, and no error is returned.
-func (r *SalesforceOrgReconciler) writeAuthSecret(ctx context.Context, sc *orgScope, a salesforce.AuthURL, overwrite func(cur salesforce.AuthURL, parsed bool) bool) error {
-	key := sc.org.AuthSecretKey()
-	name := types.NamespacedName{Namespace: sc.org.Namespace, Name: sc.org.CredentialSecret()}
+func (r *SalesforceOrgReconciler) writeAuthSecret(ctx context.Context, ch *orgChain, a salesforce.AuthURL, overwrite func(cur salesforce.AuthURL, parsed bool) bool) error {
+	key := ch.org.AuthSecretKey()
+	name := types.NamespacedName{Namespace: ch.org.Namespace, Name: ch.org.CredentialSecret()}
 	qctx := quiet(ctx)
-	known := sc.secret
-	return k8sretry.RetryOnConflict(k8sretry.DefaultRetry, func() error {
+	known := ch.stored
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur := &corev1.Secret{}
 		if known != nil {
 			known.DeepCopyInto(cur)
@@ -226,7 +227,7 @@ func (r *SalesforceOrgReconciler) writeAuthSecret(ctx context.Context, sc *orgSc
 		u, err := salesforce.ParseAuthURL(string(cur.Data[key]))
 		_, claimed := cur.Annotations[ExchangeClaimAnnotation]
 		if err == nil && u == a && !claimed {
-			sc.writtenSecretVersion = cur.ResourceVersion
+			ch.wroteVersion = cur.ResourceVersion
 			return nil
 		}
 		if (err != nil || u != a) && !overwrite(u, err == nil) {
@@ -241,8 +242,8 @@ func (r *SalesforceOrgReconciler) writeAuthSecret(ctx context.Context, sc *orgSc
 			return err
 		}
 		r.ownWrites.wrote(cur)
-		sc.writtenSecretVersion = cur.ResourceVersion
-		sc.secret = cur
+		ch.wroteVersion = cur.ResourceVersion
+		ch.stored = cur
 		return nil
 	})
 }
@@ -269,7 +270,7 @@ func (r *SalesforceOrgReconciler) writeRotationRecord(ctx context.Context, org *
 			rec.name, sfv1.ReasonSecretNameTaken)
 	}
 	if rec != nil {
-		return k8sretry.RetryOnConflict(k8sretry.DefaultRetry, func() error {
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			s := &corev1.Secret{}
 			if err := r.APIReader.Get(qctx, types.NamespacedName{Namespace: org.Namespace, Name: rec.name}, s); err != nil {
 				return err

@@ -26,20 +26,20 @@ import (
 
 // production finds a sandboxOf org's production org, which must be Active and Connected, and in
 // the same shard: only one process may exchange its refresh token.
-func (r *SalesforceOrgReconciler) production(ctx context.Context, sc *orgScope) error {
-	org := sc.org
+func (r *SalesforceOrgReconciler) production(ctx context.Context, rc *orgReconcile) (stepResult, error) {
+	org := rc.org
 	if org.Source() != sfv1.CredentialSourceSandboxOf {
-		return nil
+		return nextStep, nil
 	}
 	name := org.Spec.SandboxOf.ProductionOrgRef.Name
 	prod := &sfv1.SalesforceOrg{}
 	why := ""
 	if err := r.Get(ctx, types.NamespacedName{Namespace: org.Namespace, Name: name}, prod); err != nil {
 		if !apierrors.IsNotFound(err) {
-			return unhandled(err, "Reading the production org %q failed", name)
+			return nextStep, unhandledErr(err, "Reading the production org %q failed", name)
 		}
-		if err := r.shardOfProduction(ctx, sc); err != nil {
-			return err
+		if err := r.shardOfProduction(ctx, org); err != nil {
+			return nextStep, err
 		}
 		why = "does not exist (yet)"
 	} else if !prod.IsActive() {
@@ -50,23 +50,39 @@ func (r *SalesforceOrgReconciler) production(ctx context.Context, sc *orgScope) 
 		why = "is itself a sandbox authorised through another org"
 	}
 	if why != "" {
-		msg := fmt.Sprintf("The sandbox is authorised through its production org, SalesforceOrg %q, which %s: it waits until that org is Active and Connected.", name, why)
-		r.setDisconnected(ctx, org, sfv1.ReasonProductionOrgNotReady, msg)
-		return wait(0, sfv1.ReasonProductionOrgNotReady, "%s", msg)
+		return nextStep, waitingErr(0, sfv1.ReasonProductionOrgNotReady,
+			"The sandbox is authorised through its production org, SalesforceOrg %q, which %s: it waits until that org is Active and Connected.", name, why).disconnected()
 	}
-	sc.prod = prod
-	return nil
+	rc.in.production = prod
+	return nextStep, nil
 }
 
 // shardOfProduction tells a production org that is missing from a production org in another
 // shard (this manager's cache holds its own shard only): read live, only then.
-func (r *SalesforceOrgReconciler) shardOfProduction(ctx context.Context, sc *orgScope) error {
-	msg, err := rules.ShardConflict(ctx, r.APIReader, sc.org)
-	if err != nil || msg == "" {
-		return client.IgnoreNotFound(err) // none, or the cache has not seen it yet: its event wakes the sandbox
+func (r *SalesforceOrgReconciler) shardOfProduction(ctx context.Context, org *sfv1.SalesforceOrg) *orgError {
+	msg, err := rules.ShardConflict(ctx, r.APIReader, org)
+	if client.IgnoreNotFound(err) != nil {
+		return asOrgError(err)
 	}
-	r.setDisconnected(ctx, sc.org, sfv1.ReasonShardMismatch, msg)
-	return stall(r.interval(sc.org), sfv1.ReasonShardMismatch, "%s", msg)
+	if err != nil || msg == "" {
+		return nil // none, or the cache has not seen it yet: its event wakes the sandbox
+	}
+	return stallingErr(checkIntervalOf(org), sfv1.ReasonShardMismatch, "%s", msg).disconnected()
+}
+
+// reauthoriseSandbox authorises a sandbox again through its production org after Salesforce
+// rejected its own token (a sandbox refresh kills the sandbox's tokens), and checks it with the
+// new credential. When the authorisation fails, the failed chain is returned with its error.
+func (r *SalesforceOrgReconciler) reauthoriseSandbox(ctx context.Context, rc *orgReconcile, failed *orgChain) (*orgChain, *salesforce.CheckResult, error) {
+	ch := r.chainFor(rc.org)
+	ch.production = rc.in.production
+	if _, _, err := r.deriveSandboxCredential(ctx, ch); err != nil {
+		return failed, nil, err
+	}
+	rc.keepChainFindings(ch)
+	res, err := r.checkChain(ctx, ch, ch.wroteVersion)
+	rc.keepChainFindings(ch)
+	return ch, res, err
 }
 
 // Keys of the Secret that holds a sandbox's credential: an auth URL when the production org uses
@@ -79,30 +95,25 @@ const (
 // loadSandboxCredential is Load of a sandbox's chain: the credential in the Secret the operator
 // owns, derived through the production org when there is none.
 func (r *SalesforceOrgReconciler) loadSandboxCredential(ctx context.Context, ch *orgChain) (salesforce.Credential, error) {
-	sc := ch.sc
-	org := sc.org
+	org := ch.org
 	secret := &corev1.Secret{}
 	err := r.APIReader.Get(quiet(ctx), ch.secret, secret)
 	switch {
 	case err == nil && metav1.IsControlledBy(secret, org):
-		if cred, ok, err := r.storedSandboxCredential(ctx, sc, secret); err != nil || ok {
+		if cred, ok, err := r.storedSandboxCredential(ctx, ch, secret); err != nil || ok {
 			if err == nil {
-				sc.secret, ch.version = secret, secret.ResourceVersion
-				org.Status.SandboxAuthSecret = secret.Name
+				ch.stored, ch.version = secret, secret.ResourceVersion
+				ch.sandboxAuthSecret = secret.Name
 			}
 			return cred, err
 		}
 	case err == nil:
-		return nil, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonSecretNameTaken,
+		return nil, credentialUnusable(org, secret.ResourceVersion, sfv1.ReasonSecretNameTaken,
 			"Secret %q exists but the operator did not create it for this sandbox, and never takes over a Secret: delete or rename it, so that the operator can keep the sandbox's credential there.", ch.secret.Name)
 	case !apierrors.IsNotFound(err):
-		return nil, unhandled(err, "Reading Secret %q failed", ch.secret.Name)
+		return nil, unhandledErr(err, "Reading Secret %q failed", ch.secret.Name)
 	}
-	if sc.handOut {
-		return nil, &salesforce.Error{Reason: salesforce.ReasonCredentialRejected,
-			Message: "the sandbox's credential is not stored yet: its own check authorises it through the production org first"}
-	}
-	cred, secret, err := r.deriveSandboxCredential(ctx, sc)
+	cred, secret, err := r.deriveSandboxCredential(ctx, ch)
 	if secret != nil {
 		ch.version = secret.ResourceVersion
 	}
@@ -111,10 +122,10 @@ func (r *SalesforceOrgReconciler) loadSandboxCredential(ctx context.Context, ch 
 
 // deriveSandboxCredential authorises the sandbox through its production org and keeps the
 // credential in the Secret the operator owns.
-func (r *SalesforceOrgReconciler) deriveSandboxCredential(ctx context.Context, sc *orgScope) (salesforce.Credential, *corev1.Secret, error) {
-	org := sc.org
+func (r *SalesforceOrgReconciler) deriveSandboxCredential(ctx context.Context, ch *orgChain) (salesforce.Credential, *corev1.Secret, error) {
+	org := ch.org
 	key := types.NamespacedName{Namespace: org.Namespace, Name: org.SandboxAuthSecretName()}
-	auth, err := r.authorizeSandbox(ctx, sc)
+	auth, err := r.authorizeSandbox(ctx, ch)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -138,7 +149,7 @@ func (r *SalesforceOrgReconciler) deriveSandboxCredential(ctx context.Context, s
 		}
 	case err != nil:
 	case !metav1.IsControlledBy(secret, org):
-		return nil, nil, r.credentialFailed(ctx, sc, secret.ResourceVersion, sfv1.ReasonSecretNameTaken,
+		return nil, nil, credentialUnusable(org, secret.ResourceVersion, sfv1.ReasonSecretNameTaken,
 			"Secret %q exists but the operator did not create it for this sandbox, and never takes over a Secret: delete or rename it, so that the operator can keep the sandbox's credential there.", key.Name)
 	default:
 		secret.Data = data
@@ -146,20 +157,19 @@ func (r *SalesforceOrgReconciler) deriveSandboxCredential(ctx context.Context, s
 		err = r.Update(quiet(ctx), secret)
 	}
 	if err != nil {
-		return nil, nil, retry(r.retryBase(), sfv1.ReasonSecretUpdateFailed,
+		return nil, nil, retryingErr(r.retryBase(), sfv1.ReasonSecretUpdateFailed,
 			"The sandbox was authorised, but writing its credential to Secret %q failed (%s). Check the operator's RBAC for create and update on secrets.",
 			key.Name, apierrors.ReasonForError(err))
 	}
 	r.ownWrites.wrote(secret)
-	sc.secret = secret
-	sc.writtenSecretVersion = secret.ResourceVersion
-	org.Status.SandboxAuthSecret = secret.Name
+	ch.stored, ch.wroteVersion = secret, secret.ResourceVersion
+	ch.sandboxAuthSecret = secret.Name
 	return auth.Credential, secret, nil
 }
 
 // storedSandboxCredential is the credential the owned Secret describes; ok is false when it
 // describes none (derive it again).
-func (r *SalesforceOrgReconciler) storedSandboxCredential(ctx context.Context, sc *orgScope, secret *corev1.Secret) (salesforce.Credential, bool, error) {
+func (r *SalesforceOrgReconciler) storedSandboxCredential(ctx context.Context, ch *orgChain, secret *corev1.Secret) (salesforce.Credential, bool, error) {
 	if raw, ok := secret.Data[sfv1.DefaultAuthSecretKey]; ok {
 		cred, err := salesforce.ParseAuthURL(string(raw))
 		return cred, err == nil, nil
@@ -168,11 +178,10 @@ func (r *SalesforceOrgReconciler) storedSandboxCredential(ctx context.Context, s
 	if user == "" {
 		return nil, false, nil
 	}
-	if sc.prod == nil || sc.prod.Source() != sfv1.CredentialSourceJWT {
+	if ch.production == nil || ch.production.Source() != sfv1.CredentialSourceJWT {
 		return nil, false, nil // production changed its credential source: derive again
 	}
-	prodScope := &orgScope{org: sc.prod.DeepCopy(), mem: &orgMemory{}}
-	prodCred, _, err := r.credential(ctx, prodScope)
+	prodCred, err := r.credential(ctx, r.chainFor(ch.production.DeepCopy()))
 	if err != nil {
 		return nil, false, &salesforce.ProductionError{Err: err}
 	}
@@ -186,42 +195,37 @@ func (r *SalesforceOrgReconciler) storedSandboxCredential(ctx context.Context, s
 
 // authorizeSandbox asks the production org for the sandbox's credential, through the production
 // org's own chain: the same session and lock as the production org's checks.
-func (r *SalesforceOrgReconciler) authorizeSandbox(ctx context.Context, sc *orgScope) (*salesforce.SandboxAuthorization, error) {
-	prodScope := &orgScope{org: sc.prod.DeepCopy(), mem: &orgMemory{}}
-	prodChain := r.chainFor(prodScope)
+func (r *SalesforceOrgReconciler) authorizeSandbox(ctx context.Context, ch *orgChain) (*salesforce.SandboxAuthorization, error) {
+	if ch.production == nil { // a chain made without the production step (chainFor alone)
+		return nil, waitingErr(0, sfv1.ReasonProductionOrgNotReady,
+			"The sandbox is authorised through its production org, SalesforceOrg %q, which was not read for this chain.", ch.org.Spec.SandboxOf.ProductionOrgRef.Name)
+	}
+	prodChain := r.chainFor(ch.production.DeepCopy())
 	cctx, cancel := context.WithTimeout(ctx, r.checkTimeout())
 	defer cancel()
-	return r.Salesforce.AuthorizeSandbox(cctx, prodChain, "", sc.org.Spec.SandboxOf.SandboxName)
+	return r.Salesforce.AuthorizeSandbox(cctx, prodChain, "", ch.org.Spec.SandboxOf.SandboxName)
 }
 
-// productionFailed records a failure of the production org's credential on the sandbox: the
+// productionFailed is the sandbox's check when the production org's credential failed: the
 // production org's problem, which the sandbox waits out (its events wake the sandbox).
-func (r *SalesforceOrgReconciler) productionFailed(ctx context.Context, sc *orgScope, cause error, now time.Time) (summary, time.Duration, error) {
+func (r *SalesforceOrgReconciler) productionFailed(rc *orgReconcile, cause error, now time.Time) (stepResult, error) {
 	why := cause.Error()
 	var se *salesforce.Error
-	var st *stallingError
-	var rt *retryingError
-	var wt *waitingError
+	var oe *orgError
 	switch {
 	case errors.As(cause, &se):
 		why = sentence(se)
-	case errors.As(cause, &st):
-		why = st.msg
-	case errors.As(cause, &rt):
-		why = rt.msg
-	case errors.As(cause, &wt):
-		why = wt.msg
+	case errors.As(cause, &oe):
+		why = oe.msg
 	}
-	name := sc.org.Spec.SandboxOf.ProductionOrgRef.Name
+	name := rc.org.Spec.SandboxOf.ProductionOrgRef.Name
 	msg := fmt.Sprintf("The sandbox is authorised through its production org, SalesforceOrg %q, whose credential failed: %s The sandbox reconnects when that org does.", name, why)
 	if se != nil && se.Reason == salesforce.ReasonCredentialRejected {
 		msg = fmt.Sprintf("The sandbox is authorised through its production org, SalesforceOrg %q, whose credential Salesforce rejected (%s): reconnect the production org (kubectl salesforce reconnect %s); the sandbox reconnects when it does.",
 			name, withCodeOf(se), name)
 	}
-	sc.checked = true
-	sc.org.Status.LastCheckTime = &metav1.Time{Time: now}
-	r.setDisconnected(ctx, sc.org, sfv1.ReasonProductionOrgNotReady, msg)
-	return summary{}, 0, wait(r.interval(sc.org), sfv1.ReasonProductionOrgNotReady, "%s", msg)
+	rc.found.check = &checkRecord{at: now}
+	return nextStep, waitingErr(checkIntervalOf(rc.org), sfv1.ReasonProductionOrgNotReady, "%s", msg).disconnected()
 }
 
 func withCodeOf(se *salesforce.Error) string {
@@ -229,34 +233,4 @@ func withCodeOf(se *salesforce.Error) string {
 		return se.Code
 	}
 	return "no code given"
-}
-
-// isCheckError is an error of the Salesforce client (a check outcome), as opposed to a typed
-// phase outcome that must stop the reconcile as it is.
-func isCheckError(err error) bool {
-	var se *salesforce.Error
-	return errors.As(err, &se)
-}
-
-// chainOwner stops an org whose credential chain another, older org already stores at the same
-// Secret key (admission refuses the second; this reports it when admission was bypassed): one
-// chain, one owner. The Secret-to-orgs map makes it free unless two orgs name one Secret.
-func (r *SalesforceOrgReconciler) chainOwner(ctx context.Context, sc *orgScope) error {
-	org := sc.org
-	key, ok := rules.ChainKey(org)
-	if !ok || r.secretUsers == nil || len(r.secretUsers.orgs(org.Namespace, key.Secret)) < 2 {
-		return nil
-	}
-	sharers, err := rules.ChainSharers(ctx, r.APIReader, org)
-	if err != nil {
-		return unhandled(err, "Listing the orgs that name Secret %q failed", key.Secret)
-	}
-	if len(sharers) == 0 || rules.Older(org, &sharers[0]) {
-		return nil
-	}
-	msg := rules.ChainInUseMessage(org, sharers[0].Name, !sharers[0].DeletionTimestamp.IsZero())
-	org.Status.LastCheckTime = &metav1.Time{Time: time.Now()}
-	sc.checked = true
-	r.setDisconnected(ctx, org, sfv1.ReasonSecretKeyInUse, msg)
-	return stall(r.interval(org), sfv1.ReasonSecretKeyInUse, "%s", msg)
 }

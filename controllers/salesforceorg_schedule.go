@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
 	"hash/fnv"
 	"time"
@@ -15,9 +16,17 @@ import (
 // leader can read), this manager's memory of its own last writes, and the cached metadata of the
 // auth Secret: no Secret is read and nothing is called to decide it.
 
+// due ends the reconcile when no check is due: Ready then follows the last check.
+func (r *SalesforceOrgReconciler) due(_ context.Context, rc *orgReconcile) (stepResult, error) {
+	if untilDue := r.dueIn(rc.org, rc.in.cachedSecretVersion, rc.memory.checkedSinceStart, time.Now()); untilDue > 0 {
+		return stepResult{outcome: outcomeConnection, requeueAfter: untilDue}, nil
+	}
+	return nextStep, nil
+}
+
 // dueIn is zero when a check is due now, else how long until it is. secretVersion is the auth
 // Secret's resourceVersion as the metadata cache has it.
-func (r *SalesforceOrgReconciler) dueIn(org *sfv1.SalesforceOrg, secretVersion string, checkedBefore bool, now time.Time) time.Duration {
+func (r *SalesforceOrgReconciler) dueIn(org *sfv1.SalesforceOrg, secretVersion string, checkedSinceStart bool, now time.Time) time.Duration {
 	c := meta.FindStatusCondition(org.Status.Conditions, sfv1.ConditionConnected)
 	switch {
 	case c == nil, c.Status == metav1.ConditionUnknown, // never checked, or back from Inactive or suspended
@@ -28,13 +37,13 @@ func (r *SalesforceOrgReconciler) dueIn(org *sfv1.SalesforceOrg, secretVersion s
 		requestedReconcile(org):
 		return 0
 	}
-	next := org.Status.LastCheckTime.Add(r.delayAfter(org))
-	if !checkedBefore && next.Before(now) {
+	dueAt := org.Status.LastCheckTime.Add(r.delayAfter(org))
+	if !checkedSinceStart && dueAt.Before(now) {
 		// Overdue when this manager first sees the org (a restart, a new leader): spread these
 		// first checks over the interval instead of checking every org at once.
-		next = r.started().Add(spread(org, r.interval(org)))
+		dueAt = r.started().Add(spread(org, checkIntervalOf(org)))
 	}
-	if d := next.Sub(now); d > 0 {
+	if d := dueAt.Sub(now); d > 0 {
 		return d
 	}
 	return 0
@@ -59,7 +68,7 @@ func requestedReconcile(org *sfv1.SalesforceOrg) bool {
 // delayAfter is the wait after the last check: back-off after a transient failure, else the
 // interval with a jitter of up to a tenth, fixed per org and check so reconciles don't drift it.
 func (r *SalesforceOrgReconciler) delayAfter(org *sfv1.SalesforceOrg) time.Duration {
-	interval := r.interval(org)
+	interval := checkIntervalOf(org)
 	c := meta.FindStatusCondition(org.Status.Conditions, sfv1.ConditionConnected)
 	if c != nil && c.Status == metav1.ConditionFalse && isTransientReason(c.Reason) && org.Status.ConsecutiveFailures > 0 {
 		return backoff(r.retryBase(), org.Status.ConsecutiveFailures, interval)
@@ -97,7 +106,8 @@ func isTransientReason(reason string) bool {
 	return false
 }
 
-func (r *SalesforceOrgReconciler) interval(org *sfv1.SalesforceOrg) time.Duration {
+// checkIntervalOf is the org's spec.checkInterval, 10m by default.
+func checkIntervalOf(org *sfv1.SalesforceOrg) time.Duration {
 	if org.Spec.CheckInterval != nil && org.Spec.CheckInterval.Duration >= time.Second {
 		return org.Spec.CheckInterval.Duration
 	}

@@ -78,7 +78,7 @@ func (r *SalesforceOrgReconciler) orgNeighbours() handler.TypedEventHandler[clie
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q queue) {
 			was, now := e.ObjectOld.(*sfv1.SalesforceOrg), e.ObjectNew.(*sfv1.SalesforceOrg)
 			r.secretUsers.update(was, now)
-			r.cacheCaughtUp(now)
+			r.memory.cacheCaughtUp(now)
 			specChanged := was.Generation != now.Generation
 			enqueue(ctx, q, was, specChanged)
 			enqueue(ctx, q, now, specChanged)

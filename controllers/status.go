@@ -7,15 +7,12 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -54,80 +51,6 @@ func retrying(reason, format string, args ...any) summary {
 	s := notReady(reason, format, args...)
 	s.reconciling = true
 	return s
-}
-
-// The typed outcomes of a phase that did not succeed. conclude maps each to status and a result,
-// in one place.
-type (
-	// stallingError: only a person can fix the input; checked again after `after` (0: only when
-	// a watched object changes).
-	stallingError struct {
-		reason, msg string
-		after       time.Duration
-	}
-	// retryingError: a transient failure, retried after `after` with Reconciling=True.
-	retryingError struct {
-		reason, msg string
-		after       time.Duration
-	}
-	// waitingError: the object waits for another object to change (watches bring it back), and
-	// is reconciled again after `after` (0: only then).
-	waitingError struct {
-		reason, msg string
-		after       time.Duration
-	}
-	// unhandledError: the reconcile could not evaluate the object at all (an API read failed);
-	// observedGeneration is not advanced, and controller-runtime's back-off retries it.
-	unhandledError struct {
-		msg string
-		err error
-	}
-)
-
-func (e *stallingError) Error() string  { return e.reason + ": " + e.msg }
-func (e *retryingError) Error() string  { return e.reason + ": " + e.msg }
-func (e *waitingError) Error() string   { return e.reason + ": " + e.msg }
-func (e *unhandledError) Error() string { return e.msg }
-func (e *unhandledError) Unwrap() error { return e.err }
-
-func stall(after time.Duration, reason, format string, args ...any) error {
-	return &stallingError{reason: reason, msg: fmt.Sprintf(format, args...), after: after}
-}
-
-func retry(after time.Duration, reason, format string, args ...any) error {
-	return &retryingError{reason: reason, msg: fmt.Sprintf(format, args...), after: after}
-}
-
-func wait(after time.Duration, reason, format string, args ...any) error {
-	return &waitingError{reason: reason, msg: fmt.Sprintf(format, args...), after: after}
-}
-
-func unhandled(err error, format string, args ...any) error {
-	return &unhandledError{msg: fmt.Sprintf(format, args...) + ": " + err.Error(), err: err}
-}
-
-// conclude turns a phase chain's end into the summary for setKstatus, the result, the error to
-// return, and whether the reconcile handled the object's generation.
-func conclude(err error, ok summary, after time.Duration) (summary, ctrl.Result, error, bool) {
-	var (
-		st *stallingError
-		rt *retryingError
-		wt *waitingError
-		uh *unhandledError
-	)
-	switch {
-	case err == nil:
-		return ok, ctrl.Result{RequeueAfter: after}, nil, true
-	case errors.As(err, &st):
-		return stalled(st.reason, "%s", st.msg), ctrl.Result{RequeueAfter: st.after}, nil, true
-	case errors.As(err, &rt):
-		return retrying(rt.reason, "%s", rt.msg), ctrl.Result{RequeueAfter: rt.after}, nil, true
-	case errors.As(err, &wt):
-		return notReady(wt.reason, "%s", wt.msg), ctrl.Result{RequeueAfter: wt.after}, nil, true
-	case errors.As(err, &uh):
-		return retrying(sfv1.ReasonProgressing, "%s", uh.msg), ctrl.Result{}, uh.err, false
-	}
-	return retrying(sfv1.ReasonProgressing, "%v", err), ctrl.Result{}, err, false
 }
 
 // setKstatus writes Ready, Reconciling and Stalled for generation gen. Ready is always present;

@@ -23,7 +23,7 @@ import (
 	"github.com/sfops/salesforce-operator/internal/salesforce"
 )
 
-// Fast table-style tests of the org reconciler's phase decisions, with the controller-runtime
+// Fast tests of whole reconciles of the org reconciler, with the controller-runtime
 // fake client and a fake checker; the envtest suite covers the behaviour end to end.
 
 const testAuthURL = "force://PlatformCLI::5Aep861testtoken@acme.my.salesforce.com"
