@@ -352,6 +352,7 @@ func TestFiftyParallelHandOutsOfOneRotatingOrg(t *testing.T) {
 	mustCreate(t, newOrg(ns, "prod", sfv1.OrgTypeProduction, "prod-auth"))
 	waitOrgReady(t, ns, "prod", metav1.ConditionTrue, sfv1.ReasonConnected)
 	fo.ExpireAccessTokens() // every hand-out needs the chain exchanged again: one exchange, not fifty
+	refreshesBefore := fo.RefreshesGranted()
 
 	const n = 50
 	var wg sync.WaitGroup
@@ -376,6 +377,9 @@ func TestFiftyParallelHandOutsOfOneRotatingOrg(t *testing.T) {
 		waitAccessReady(t, ns, name, metav1.ConditionTrue, sfv1.ReasonAccessIssued)
 		s, _ := handOutSecret(t, ns, name)
 		tokens[string(s.Data[sfv1.AccessTokenKey])]++
+	}
+	if got := fo.RefreshesGranted() - refreshesBefore; got != 1 {
+		t.Errorf("%d refresh exchanges for %d hand-outs of one chain, want 1", got, n)
 	}
 	if len(tokens) != 1 {
 		t.Errorf("%d distinct tokens over %d hand-outs, want the chain's one session", len(tokens), n)
