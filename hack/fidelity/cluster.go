@@ -37,12 +37,15 @@ import (
 // namespace. The plugin runs in this process too (plugin.Run), as that person (--as), and runs
 // the real CLI with the hand-out in its environment.
 
-// opsNamespace and opsOrg are the namespace and SalesforceOrg the exec checks use; opsUser is the
+// opsNamespace, opsOrg and opsSandbox are the namespace and SalesforceOrgs the exec checks use
+// (opsSandbox authorised through opsOrg, at its own sandbox-like My Domain); opsUser is the
 // person who runs them.
 const (
-	opsNamespace = "acme"
-	opsOrg       = "acme-ops"
-	opsUser      = "dev@acme.example.com"
+	opsNamespace   = "acme"
+	opsOrg         = "acme-ops"
+	opsSandbox     = "acme-ops-uat"
+	opsSandboxHost = "acme-ops--uat.sandbox.my.sftest.test"
+	opsUser        = "dev@acme.example.com"
 )
 
 type cluster struct {
@@ -76,7 +79,7 @@ func (h *harness) newCluster() (*cluster, error) {
 	mgr, err := operator.New(cfg, operator.Options{
 		MetricsAddr: "0", ProbeAddr: "0", EnableWebhooks: true,
 		WebhookHost: wh.LocalServingHost, WebhookPort: wh.LocalServingPort, WebhookCertDir: wh.LocalServingCertDir,
-		AllowedHosts: []string{h.s.Host(), sandboxHost + ":" + h.port()}, RootCAs: h.s.CertPool(),
+		AllowedHosts: []string{h.s.Host(), sandboxHost + ":" + h.port(), opsSandboxHost + ":" + h.port()}, RootCAs: h.s.CertPool(),
 		SalesforceTimeout: 10 * time.Second,
 	})
 	if err != nil {
@@ -141,32 +144,38 @@ func (h *harness) declare(c *cluster) error {
 			Data: map[string][]byte{sfv1.DefaultAuthSecretKey: []byte(h.ops.AuthURL())}},
 		&sfv1.SalesforceOrg{ObjectMeta: meta(opsOrg),
 			Spec: sfv1.SalesforceOrgSpec{Type: sfv1.OrgTypeProduction, AuthSecretRef: sfv1.SecretKeyReference{Name: opsOrg + "-auth"}}},
+		&sfv1.SalesforceOrg{ObjectMeta: meta(opsSandbox),
+			Spec: sfv1.SalesforceOrgSpec{Type: sfv1.OrgTypeSandbox,
+				SandboxOf: &sfv1.SandboxOf{ProductionOrgRef: sfv1.LocalObjectReference{Name: opsOrg}, SandboxName: "uat"}}},
 	} {
 		if err := c.k8s.Create(ctx, o); err != nil {
 			return fmt.Errorf("creating %T %s: %w", o, o.GetName(), err)
 		}
 	}
 	deadline := time.Now().Add(time.Minute)
-	for {
-		org := &sfv1.SalesforceOrg{}
-		if err := c.k8s.Get(ctx, client.ObjectKey{Namespace: opsNamespace, Name: opsOrg}, org); err == nil && org.Status.Connection == sfv1.ConnectionConnected {
-			return nil
+	for _, name := range []string{opsOrg, opsSandbox} {
+		for {
+			org := &sfv1.SalesforceOrg{}
+			if err := c.k8s.Get(ctx, client.ObjectKey{Namespace: opsNamespace, Name: name}, org); err == nil && org.Status.Connection == sfv1.ConnectionConnected {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("SalesforceOrg %s never became Connected", name)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("SalesforceOrg %s never became Connected", opsOrg)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
+	return nil
 }
 
 // envMu serialises kubectlSalesforceExec's swap of this process's environment.
 var envMu sync.Mutex
 
-// kubectlSalesforceExec runs `kubectl salesforce exec opsOrg -- argv...` in this process as
+// kubectlSalesforceExec runs `kubectl salesforce exec org -- argv...` in this process as
 // opsUser. The command's environment is the CLI's (h.env) with a HOME of its own where no `sf
 // org login` ever ran before, plus what exec adds. It returns the command's stdout and that HOME,
 // and fails when exec exits non-zero or leaves a SalesforceAccessToken behind.
-func (h *harness) kubectlSalesforceExec(argv ...string) (string, string, error) {
+func (h *harness) kubectlSalesforceExec(org string, argv ...string) (string, string, error) {
 	c, err := h.startCluster()
 	if err != nil {
 		return "", "", fmt.Errorf("the cluster for exec: %w", err)
@@ -183,7 +192,7 @@ func (h *harness) kubectlSalesforceExec(argv ...string) (string, string, error) 
 	}
 	var out, errOut bytes.Buffer
 	args := append([]string{"--kubeconfig", c.kubeconfig, "--as", opsUser, "--as-group", "system:authenticated",
-		"exec", opsOrg, "-n", opsNamespace, "--lifetime", "10m", "--"}, argv...)
+		"exec", org, "-n", opsNamespace, "--lifetime", "10m", "--"}, argv...)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*cliTimeout)
 	defer cancel()
 	envMu.Lock()
@@ -224,9 +233,9 @@ func hasAuthFile(entries []os.DirEntry) bool {
 	return false
 }
 
-// organizationQuery checks the JSON of `sf data query -q "SELECT Id FROM Organization" --json`:
-// one record, the ops org's.
-func (h *harness) organizationQuery(stdout string) error {
+// organizationQuery checks the JSON of `sf data query -q "SELECT Id, IsSandbox FROM Organization"
+// --json`: one record, o's.
+func (h *harness) organizationQuery(stdout string, o *sftest.Org) error {
 	var res cliResult
 	if err := json.Unmarshal([]byte(lastJSON(stdout)), &res); err != nil {
 		return fmt.Errorf("no JSON answer from sf data query: %s", stdout)
@@ -245,8 +254,11 @@ func (h *harness) organizationQuery(stdout string) error {
 		return err
 	}
 	id := fmt.Sprint(r.Records[0]["Id"])
-	if len(id) < 15 || !strings.HasPrefix(h.ops.OrgID(), id[:15]) {
-		return fmt.Errorf("the Organization's Id is %s, want the ops org's %s", id, h.ops.OrgID())
+	if len(id) < 15 || !strings.HasPrefix(o.OrgID(), id[:15]) {
+		return fmt.Errorf("the Organization's Id is %s, want %s's %s", id, o.Name(), o.OrgID())
+	}
+	if sb, ok := r.Records[0]["IsSandbox"]; ok {
+		return want("IsSandbox", sb, o.Spec().Kind == sftest.Sandbox)
 	}
 	return nil
 }
@@ -263,7 +275,7 @@ func lastJSON(s string) string {
 var execChecks = []check{
 	{"kubectl salesforce exec -- sf data query (SF_TARGET_ORG is a handed-out token)", func(h *harness) error {
 		before := h.s.CallsFor(h.ops)
-		out, home, err := h.kubectlSalesforceExec(h.sf, "data", "query", "-q", "SELECT Id FROM Organization", "--json")
+		out, home, err := h.kubectlSalesforceExec(opsOrg, h.sf, "data", "query", "-q", "SELECT Id FROM Organization", "--json")
 		if err != nil {
 			return fmt.Errorf("%w %s", err, out)
 		}
@@ -273,13 +285,24 @@ var execChecks = []check{
 		if entries, _ := os.ReadDir(filepath.Join(home, ".sfdx")); hasAuthFile(entries) {
 			return errors.New("the command's HOME holds an org's auth file: something logged in")
 		}
-		return h.organizationQuery(out)
+		return h.organizationQuery(out, h.ops)
+	}},
+	{"kubectl salesforce exec -- sf data query (a sandboxOf org: the sandbox's own session)", func(h *harness) error {
+		before := h.s.CallsFor(h.opsUAT)
+		out, _, err := h.kubectlSalesforceExec(opsSandbox, h.sf, "data", "query", "-q", "SELECT Id, IsSandbox FROM Organization", "--json")
+		if err != nil {
+			return fmt.Errorf("%w %s", err, out)
+		}
+		if h.s.CallsFor(h.opsUAT) == before {
+			return errors.New("the CLI never called the sandbox")
+		}
+		return h.organizationQuery(out, h.opsUAT)
 	}},
 	{"kubectl salesforce exec -- sf org login access-token (SF_ACCESS_TOKEN), then sf data query --target-org", func(h *harness) error {
 		script := `"$0" org login access-token --instance-url "$SF_ORG_INSTANCE_URL" --no-prompt --alias x --json >"$1" || { cat "$1"; exit 1; }
 exec "$0" data query -q "SELECT Id FROM Organization" --target-org x --json`
 		loginOut := filepath.Join(h.dir, "login-access-token.json")
-		out, _, err := h.kubectlSalesforceExec("/bin/sh", "-c", script, h.sf, loginOut)
+		out, _, err := h.kubectlSalesforceExec(opsOrg, "/bin/sh", "-c", script, h.sf, loginOut)
 		if err != nil {
 			return fmt.Errorf("%w %s", err, out)
 		}
@@ -297,7 +320,7 @@ exec "$0" data query -q "SELECT Id FROM Organization" --target-org x --json`
 		if err := errors.Join(want("username", login.Username, h.ops.Username()), want("orgId", login.OrgID, h.ops.OrgID())); err != nil {
 			return err
 		}
-		return h.organizationQuery(out)
+		return h.organizationQuery(out, h.ops)
 	}},
 }
 

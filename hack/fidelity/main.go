@@ -71,6 +71,7 @@ type harness struct {
 
 	root        string      // the repository (config/, bin/k8s)
 	ops         *sftest.Org // the org of the exec checks
+	opsUAT      *sftest.Org // its sandbox, authorised through it (sandboxOf)
 	clusterOnce sync.Once
 	cluster     *cluster
 	clusterErr  error
@@ -96,7 +97,7 @@ func run(sf, nodeBin, root string, isolated bool, breakEP string) int {
 		fmt.Println("FAIL isolation: run through hack/fidelity/run.sh (make fidelity), which gives the CLI a network namespace with loopback only")
 		return 1
 	}
-	if err := isolate(dir, []string{sandboxHost}); err != nil {
+	if err := isolate(dir, []string{sandboxHost, opsSandboxHost}); err != nil {
 		fmt.Println("FAIL isolation:", err)
 		return 1
 	}
@@ -163,7 +164,7 @@ func newHarness(dir, sf, nodeBin, root string) (*harness, error) {
 	if nodeBin, err = filepath.Abs(nodeBin); err != nil {
 		return h, err
 	}
-	if h.s, err = sftest.NewStandaloneServer("127.0.0.1:0", sandboxHost); err != nil {
+	if h.s, err = sftest.NewStandaloneServer("127.0.0.1:0", sandboxHost, opsSandboxHost); err != nil {
 		return h, err
 	}
 	orgs := sftest.AddDemoOrgs(h.s)
@@ -172,6 +173,8 @@ func newHarness(dir, sf, nodeBin, root string) (*harness, error) {
 	h.web = h.s.AddOrg(sftest.OrgSpec{Name: "acme-web", Kind: sftest.DeveloperEdition, Username: "dev@acme-web.example.com"})
 	h.ci = h.s.AddOrg(sftest.OrgSpec{Name: "acme-ci", Kind: sftest.Production, Username: "ci@acme-ci.example.com"})
 	h.ops = h.s.AddOrg(opsOrgSpec)
+	h.opsUAT = h.s.AddOrg(sftest.OrgSpec{Name: opsSandbox, Kind: sftest.Sandbox, Username: "admin@acme-ops.example.com.uat", Production: h.ops, SandboxName: "uat"})
+	h.opsUAT.SetInstanceURL("https://" + opsSandboxHost + ":" + h.port())
 
 	home := filepath.Join(dir, "home")
 	self, err := os.Executable()
