@@ -59,9 +59,10 @@ when COMMAND could not be started, 127 when it was not found. The token is never
 		Example: `  kubectl salesforce exec acme-uat -- sf data query -q "SELECT Id FROM Organization"
   kubectl salesforce exec acme-uat --stage release-uat --lifetime 30m -- sf project deploy start
   kubectl salesforce exec acme-uat -- sh -c 'sf org login access-token --instance-url "$SF_ORG_INSTANCE_URL" --no-prompt --alias uat && sf org display --target-org uat'`,
+		DisableFlagsInUseLine: true,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 1 || len(args) < 2 {
-				return errors.New(`want one org, then "--", then the command: kubectl salesforce exec ORG -- COMMAND [ARGS...]`)
+				return &ExitError{Code: ExitExecFailed, Err: errors.New(`want one org, then "--", then the command: kubectl salesforce exec ORG -- COMMAND [ARGS...]`)}
 			}
 			return nil
 		},

@@ -273,7 +273,7 @@ func TestExecRefusals(t *testing.T) {
 	if r.code != 127 || len(log.reqs) != before {
 		t.Fatalf("exec of a missing command: exit %d (want 127), %d requests to the API server:\n%s", r.code, len(log.reqs)-before, r.stderr)
 	}
-	if r := as(t, kubeconfig, "", nil, "exec", "acme", "touch", marker); r.code == 0 || !strings.Contains(r.stderr, `"--"`) {
+	if r := as(t, kubeconfig, "", nil, "exec", "acme", "touch", marker); r.code != 125 || !strings.Contains(r.stderr, `"--"`) {
 		t.Fatalf("exec without --: exit %d: %s", r.code, r.stderr)
 	}
 }
