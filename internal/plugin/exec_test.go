@@ -260,6 +260,11 @@ func TestExecRefusals(t *testing.T) {
 		t.Errorf("SalesforceAccessTokens left after the refusal: %v", left)
 	}
 
+	// open is refused the same way, with the same reason.
+	if r := as(t, kubeconfig, "", nil, "open", "acme", "--url-only"); r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, sfv1.ReasonOrgInactive) {
+		t.Fatalf("open on an Inactive org: exit %d, want 1 and OrgInactive:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
 	// Someone without the verb use is refused by admission.
 	nobody, _ := person(t, ns, "frank", true)
 	r = as(t, nobody, "", nil, "exec", "acme", "--", "touch", marker)
