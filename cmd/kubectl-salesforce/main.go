@@ -1,5 +1,5 @@
 // Command kubectl-salesforce is the kubectl plugin of the salesforce-operator: `kubectl
-// salesforce login|reconnect|open|test|import|tree`. Install it on PATH (go install
+// salesforce login|reconnect|open|exec|test|import|tree`. Install it on PATH (go install
 // ./cmd/kubectl-salesforce) and kubectl finds it.
 package main
 

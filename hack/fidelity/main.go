@@ -2,7 +2,9 @@
 // Salesforce CLI as Salesforce does: it starts the fake with its demo orgs, runs the CLI's
 // commands against it, and prints one `PASS <command>` or `FAIL <command>: <reason>` line per
 // command, then a count; it exits 1 if any failed. Every endpoint of sftest.Endpoints that names
-// a CLI check must be called during that check.
+// a CLI check must be called during that check. The last checks run the CLI through `kubectl
+// salesforce exec` with access handed out by the operator (cluster.go: kube-apiserver, etcd and
+// the operator started in this process, on loopback).
 //
 // `make fidelity` (hack/fidelity/run.sh) installs the CLI and Node 22 from npm into bin/fidelity
 // and runs this command in a network namespace of its own, where loopback is the only interface:
@@ -28,6 +30,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sfops/salesforce-operator/internal/salesforce/sftest"
@@ -44,13 +47,14 @@ func main() {
 	isolated := flag.Bool("isolated", false, "running in a fresh network and mount namespace (run.sh's unshare): set it up")
 	breakEP := flag.String("break", "", "make this endpoint of the fake answer 500, to see its checks fail")
 	browse := flag.String("browse", "", "internal: act as the browser that sf org login web opens on this URL")
+	root := flag.String("root", ".", "the repository: its config/ (CRDs, webhooks, RBAC) and bin/k8s (kube-apiserver, etcd) for the exec checks")
 	flag.Parse()
 
 	if *browse != "" {
 		browser(*browse)
 		return
 	}
-	os.Exit(run(*sf, *nodeBin, *isolated, *breakEP))
+	os.Exit(run(*sf, *nodeBin, *root, *isolated, *breakEP))
 }
 
 type harness struct {
@@ -64,14 +68,23 @@ type harness struct {
 	web     *sftest.Org
 	ci      *sftest.Org
 	secrets []string // extra strings to redact
+
+	root        string      // the repository (config/, bin/k8s)
+	ops         *sftest.Org // the org of the exec checks
+	opsUAT      *sftest.Org // its sandbox, authorised through it (sandboxOf)
+	clusterOnce sync.Once
+	cluster     *cluster
+	clusterErr  error
 }
+
+func init() { checks = append(checks, execChecks...) }
 
 type check struct {
 	name string
 	run  func(h *harness) error
 }
 
-func run(sf, nodeBin string, isolated bool, breakEP string) int {
+func run(sf, nodeBin, root string, isolated bool, breakEP string) int {
 	dir, err := os.MkdirTemp("", "fidelity-")
 	if err != nil {
 		fmt.Println("FAIL setup:", err)
@@ -84,16 +97,17 @@ func run(sf, nodeBin string, isolated bool, breakEP string) int {
 		fmt.Println("FAIL isolation: run through hack/fidelity/run.sh (make fidelity), which gives the CLI a network namespace with loopback only")
 		return 1
 	}
-	if err := isolate(dir, []string{sandboxHost}); err != nil {
+	if err := isolate(dir, []string{sandboxHost, opsSandboxHost}); err != nil {
 		fmt.Println("FAIL isolation:", err)
 		return 1
 	}
-	h, err := newHarness(dir, sf, nodeBin)
+	h, err := newHarness(dir, sf, nodeBin, root)
 	if err != nil {
 		fmt.Println("FAIL setup:", h.redact(err.Error()))
 		return 1
 	}
 	defer h.s.Close()
+	defer func() { h.cluster.close() }()
 	if breakEP != "" {
 		h.s.FailEndpoint(breakEP, sftest.Fail5xx)
 		fmt.Printf("(the fake's %s endpoint is broken on purpose)\n", breakEP)
@@ -138,16 +152,19 @@ func run(sf, nodeBin string, isolated bool, breakEP string) int {
 	return 0
 }
 
-func newHarness(dir, sf, nodeBin string) (*harness, error) {
+func newHarness(dir, sf, nodeBin, root string) (*harness, error) {
 	h := &harness{dir: dir}
 	var err error
+	if h.root, err = filepath.Abs(root); err != nil {
+		return h, err
+	}
 	if h.sf, err = filepath.Abs(sf); err != nil {
 		return h, err
 	}
 	if nodeBin, err = filepath.Abs(nodeBin); err != nil {
 		return h, err
 	}
-	if h.s, err = sftest.NewStandaloneServer("127.0.0.1:0", sandboxHost); err != nil {
+	if h.s, err = sftest.NewStandaloneServer("127.0.0.1:0", sandboxHost, opsSandboxHost); err != nil {
 		return h, err
 	}
 	orgs := sftest.AddDemoOrgs(h.s)
@@ -155,6 +172,9 @@ func newHarness(dir, sf, nodeBin string) (*harness, error) {
 	h.uat.SetInstanceURL("https://" + sandboxHost + ":" + h.port())
 	h.web = h.s.AddOrg(sftest.OrgSpec{Name: "acme-web", Kind: sftest.DeveloperEdition, Username: "dev@acme-web.example.com"})
 	h.ci = h.s.AddOrg(sftest.OrgSpec{Name: "acme-ci", Kind: sftest.Production, Username: "ci@acme-ci.example.com"})
+	h.ops = h.s.AddOrg(opsOrgSpec)
+	h.opsUAT = h.s.AddOrg(sftest.OrgSpec{Name: opsSandbox, Kind: sftest.Sandbox, Username: "admin@acme-ops.example.com.uat", Production: h.ops, SandboxName: "uat"})
+	h.opsUAT.SetInstanceURL("https://" + opsSandboxHost + ":" + h.port())
 
 	home := filepath.Join(dir, "home")
 	self, err := os.Executable()

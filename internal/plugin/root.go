@@ -1,10 +1,13 @@
 // Package plugin is kubectl-salesforce, the kubectl plugin that connects, reconnects, opens and
-// tests SalesforceOrgs as the person running it: her kubeconfig, her RBAC, the operator's own
-// Salesforce client and host allow-list (internal/salesforce), no HTTP stack of its own.
+// tests SalesforceOrgs, and runs commands with short-lived access to them, as the person running
+// it: her kubeconfig, her RBAC, the operator's own Salesforce client and host allow-list
+// (internal/salesforce), no HTTP stack of its own. Access to an org (exec, open) is always handed
+// out by the operator (a SalesforceAccessToken): the plugin never exchanges a refresh token.
 //
 // What it must never do: print, log or put into an error a refresh token, an access token, an
 // auth URL, an authorization code or a login link (the one exception is `open --url-only`, which
-// prints the link its user asked for); listen anywhere but loopback; write a Secret it was not
+// prints the link its user asked for; exec puts a handed-out access token into its command's
+// environment, nowhere else); listen anywhere but loopback; write a Secret it was not
 // asked to write (the org's own auth Secret, always labelled as a credential); print a Secret.
 package plugin
 
@@ -105,11 +108,12 @@ func NewCommand(env Env) *cobra.Command {
 	o := &options{env: env, kube: genericclioptions.NewConfigFlags(true)}
 	root := &cobra.Command{
 		Use:   "kubectl-salesforce",
-		Short: "Connect, reconnect, open and test SalesforceOrgs without handling a token",
+		Short: "Connect, reconnect, open, test and use SalesforceOrgs without handling a token",
 		Long: `kubectl salesforce connects Salesforce orgs to the salesforce-operator with a browser login,
-reconnects a disconnected org, opens an org in the browser, and tests a connection, as you: with
-your kubeconfig and your RBAC. No token, auth URL or login link is ever printed (except the link
-of "open --url-only", which you asked for).`,
+reconnects a disconnected org, opens an org in the browser, tests a connection, and runs a
+command (the Salesforce CLI, a script) with short-lived access to an org, as you: with your
+kubeconfig and your RBAC. No token, auth URL or login link is ever printed (except the link of
+"open --url-only", which you asked for).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Annotations: map[string]string{
@@ -124,7 +128,7 @@ of "open --url-only", which you asked for).`,
 	pf.StringVar(&o.allowedHosts, "salesforce-allowed-hosts", "", "Comma-separated hosts besides Salesforce's own domains that may receive a credential (host, host:port or *.suffix), as the manager's flag of that name: for private deployments and tests. Default: the kubeconfig context's "+EndpointExtension+" extension, if any.")
 	pf.StringVar(&o.caFile, "salesforce-ca-file", "", "PEM bundle to trust for Salesforce calls in addition to the system roots, as the manager's flag of that name. Default: the kubeconfig context's "+EndpointExtension+" extension, if any.")
 	pf.DurationVar(&o.sfTimeout, "salesforce-timeout", 30*time.Second, "Timeout of each HTTP call to Salesforce.")
-	root.AddCommand(o.loginCommand(false), o.loginCommand(true), o.openCommand(), o.testCommand(), o.importCommand(), o.treeCommand())
+	root.AddCommand(o.loginCommand(false), o.loginCommand(true), o.openCommand(), o.execCommand(), o.testCommand(), o.importCommand(), o.treeCommand())
 	return root
 }
 

@@ -130,8 +130,14 @@ func kubectlSalesforce(t *testing.T, browser func(string) error, args ...string)
 // the real one, which honours $BROWSER), and fails the test as kubectlSalesforce does.
 func runPlugin(ctx context.Context, t *testing.T, browser func(string) error, args ...string) result {
 	t.Helper()
+	return runPluginWithInput(ctx, t, "", browser, args...)
+}
+
+// runPluginWithInput is runPlugin with stdin as the plugin's standard input.
+func runPluginWithInput(ctx context.Context, t *testing.T, stdin string, browser func(string) error, args ...string) result {
+	t.Helper()
 	var out, errOut bytes.Buffer
-	env := plugin.Env{IOStreams: genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, OpenBrowser: browser}
+	env := plugin.Env{IOStreams: genericiooptions.IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errOut}, OpenBrowser: browser}
 	code := plugin.Run(ctx, env, args)
 	r := result{stdout: out.String(), stderr: errOut.String(), code: code}
 	if !(contains(args, "open") && contains(args, "--url-only")) {

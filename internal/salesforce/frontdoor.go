@@ -96,3 +96,31 @@ func (c *Client) singleAccess(ctx context.Context, s *session) (string, error) {
 	}
 	return ans.FrontdoorURI, nil
 }
+
+// FrontdoorWithAccess returns a one-time link that logs a browser into the org, as FrontdoorURL
+// does, from an access token someone handed out (a SalesforceAccessToken's Secret) and the
+// instance URL it belongs to: no refresh token is involved and nothing rotates. The instance
+// URL must be https on an allowed host, and the link Salesforce answers must be too. The link
+// is a credential (see FrontdoorURL); errors never hold the token.
+func (c *Client) FrontdoorWithAccess(ctx context.Context, instanceURL, token string) (string, error) {
+	if token == "" {
+		return "", &Error{Reason: ReasonCredentialRejected, Message: "no access token was handed out"}
+	}
+	u, err := url.Parse(instanceURL)
+	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		return "", &Error{Reason: ReasonServerError, Message: "the hand-out's instance URL is not an https URL of a host"}
+	}
+	if _, err := c.allow.check(u.Host); err != nil {
+		return "", &Error{Reason: ReasonHostNotAllowed, Message: "the hand-out's instance URL points at " + serverText(u.Host) + ", which is not allowed (" + hostWhy(err) + ")"}
+	}
+	s := &session{access: token, instanceURL: "https://" + u.Host}
+	link, err := c.singleAccess(ctx, s)
+	if errors.Is(err, errSessionRefused) {
+		err = &Error{Reason: ReasonCredentialRejected,
+			Message: "Salesforce refused the handed-out access token for a login link: the session ended (expired, revoked, or logged out); ask for access again"}
+	}
+	if err != nil {
+		return "", s.scrub(err)
+	}
+	return link, nil
+}

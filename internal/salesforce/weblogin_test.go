@@ -3,6 +3,7 @@ package salesforce_test
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"html"
 	"io"
 	"net/http"
@@ -135,5 +136,52 @@ func TestFrontdoorURLWorksOnce(t *testing.T) {
 	org.RevokeRefreshTokens()
 	org.ExpireAccessTokens()
 	_, err = c.FrontdoorURL(context.Background(), authURL(t, org), nil)
+	wantError(t, err, salesforce.ReasonCredentialRejected, false, s.IssuedSecrets()...)
+}
+
+// accessToken asks the fake for an access token of org with its refresh token, as the chain's
+// owner does when it hands one out.
+func accessToken(t *testing.T, s *sftest.Server, org *sftest.Org) string {
+	t.Helper()
+	a := authURL(t, org)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.CertPool()}}}
+	resp, err := hc.PostForm(s.URL()+"/services/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {a.ClientID}, "refresh_token": {a.RefreshToken}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ans struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil || ans.AccessToken == "" {
+		t.Fatalf("no access token (HTTP %d)", resp.StatusCode)
+	}
+	return ans.AccessToken
+}
+
+func TestFrontdoorWithAccess(t *testing.T) {
+	s := sftest.NewServer(t)
+	org := s.AddOrg(sftest.OrgSpec{})
+	c := newClient(t, s)
+	tok := accessToken(t, s, org)
+	link, err := c.FrontdoorWithAccess(context.Background(), s.URL(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(link, s.URL()+"/secur/frontdoor.jsp?") {
+		t.Fatal("the link is not a frontdoor link of the org")
+	}
+	// A host outside the allow-list never receives the token.
+	before := s.Calls("singleaccess")
+	_, err = c.FrontdoorWithAccess(context.Background(), "https://elsewhere.example.com", tok)
+	wantError(t, err, salesforce.ReasonHostNotAllowed, false, tok)
+	_, err = c.FrontdoorWithAccess(context.Background(), "http://"+s.Host(), tok)
+	wantError(t, err, salesforce.ReasonServerError, false, tok)
+	if s.Calls("singleaccess") != before {
+		t.Fatal("a refused instance URL was called")
+	}
+	// A session that ended is refused, not replaced: no refresh token is at hand.
+	org.ExpireAccessTokens()
+	_, err = c.FrontdoorWithAccess(context.Background(), s.URL(), tok)
 	wantError(t, err, salesforce.ReasonCredentialRejected, false, s.IssuedSecrets()...)
 }

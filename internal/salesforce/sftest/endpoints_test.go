@@ -387,3 +387,19 @@ func TestApprovalPageTheFirstTime(t *testing.T) {
 		t.Fatal("the second login asked again")
 	}
 }
+
+// A path with doubled slashes is the path itself, as Salesforce answers it (the CLI asks for
+// //services/data/... after sf org login access-token).
+func TestDoubledSlashes(t *testing.T) {
+	s := NewServer(t)
+	o := s.AddOrg(OrgSpec{})
+	tok := login(t, s, o)["access_token"].(string)
+	before := s.Calls("query")
+	a := do(t, s, "GET", "//services/data/v65.0/query?q="+url.QueryEscape("SELECT Id FROM Organization"), tok, nil)
+	if a.status != 200 || !strings.Contains(a.body, `"totalSize":1`) || s.Calls("query") != before+1 {
+		t.Fatalf("//services/data/.../query: HTTP %d", a.status)
+	}
+	if got := collapseSlashes("//a///b/"); got != "/a/b/" {
+		t.Errorf("collapseSlashes: %q", got)
+	}
+}

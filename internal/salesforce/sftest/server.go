@@ -291,6 +291,12 @@ func (s *Server) ResetCalls() {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	// Salesforce answers a path with doubled slashes as the path itself: the CLI asks for
+	// //services/data/... after `sf org login access-token`, which stores the instance URL with
+	// a trailing slash (docs/salesforce-protocol.md, "Doubled slashes").
+	if strings.Contains(r.URL.Path, "//") {
+		r.URL.Path, r.URL.RawPath = collapseSlashes(r.URL.Path), ""
+	}
 	ep := endpointOf(r.URL.Path)
 	var body []byte
 	switch {
@@ -464,4 +470,16 @@ func newCertificates(host string, dnsNames []string) (caPEM []byte, leaf tls.Cer
 		return nil, tls.Certificate{}, fmt.Errorf("sftest: cannot encode the CA certificate")
 	}
 	return caPEM, leaf, nil
+}
+
+// collapseSlashes replaces every run of slashes in p with one.
+func collapseSlashes(p string) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' && i > 0 && p[i-1] == '/' {
+			continue
+		}
+		b.WriteByte(p[i])
+	}
+	return b.String()
 }
