@@ -66,7 +66,7 @@ test-chains: envtest ## One owner per credential chain under load: production + 
 	CHAIN_STRESS_ITERATIONS=$(or $(CHAIN_STRESS_ITERATIONS),300) $(GO) test -count=1 -v -timeout 30m -run '^TestProductionChainUnderLoad$$' ./controllers/
 
 .PHONY: fidelity
-fidelity: ## Run the real Salesforce CLI against the fake Salesforce (installs it from npm into bin/fidelity once).
+fidelity: envtest ## Run the real Salesforce CLI against the fake Salesforce (installs it from npm into bin/fidelity once), and through kubectl salesforce exec with the operator in-process.
 	bash hack/fidelity/run.sh $(ARGS)
 
 .PHONY: bench-scale

@@ -33,7 +33,7 @@ import (
 // The checks of `kubectl salesforce exec` need what a person has: a cluster (kube-apiserver and
 // etcd from bin/k8s, as the envtest suites start them, with the CRDs and webhooks), the operator
 // (in this process), a Connected SalesforceOrg, and a RoleBinding of the shipped
-// salesforce-org-user ClusterRole. All of it listens on loopback, inside the run's network
+// org-user ClusterRole. All of it listens on loopback, inside the run's network
 // namespace. The plugin runs in this process too (plugin.Run), as that person (--as), and runs
 // the real CLI with the hand-out in its environment.
 
@@ -117,11 +117,11 @@ func (c *cluster) close() {
 }
 
 // declare creates the namespace, the org with its credential Secret (the ops org's auth URL),
-// the shipped salesforce-org-user ClusterRole bound to opsUser with get on Secrets, and waits
+// the shipped org-user ClusterRole bound to opsUser with get on Secrets, and waits
 // until the org is Connected.
 func (h *harness) declare(c *cluster) error {
 	ctx := context.Background()
-	raw, err := os.ReadFile(filepath.Join(h.root, "config", "rbac", "salesforce_org_user_role.yaml"))
+	raw, err := os.ReadFile(filepath.Join(h.root, "config", "rbac", "org_user_role.yaml"))
 	if err != nil {
 		return err
 	}

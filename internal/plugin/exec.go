@@ -44,7 +44,7 @@ func (o *options) execCommand() *cobra.Command {
 		Short: "Run a command with short-lived access to an org in its environment (SF_TARGET_ORG, ...)",
 		Long: `Run COMMAND with short-lived access to a SalesforceOrg, handed out by the operator: the
 plugin creates a SalesforceAccessToken (you need the RBAC verb use on the org, e.g. through the
-salesforce-org-user ClusterRole, and get on secrets in its namespace), waits until the operator
+salesforce-operator-org-user ClusterRole, and get on secrets in its namespace), waits until the operator
 issues access, and runs COMMAND with the hand-out Secret's keys added to its environment:
 SF_TARGET_ORG and SF_ACCESS_TOKEN (the access token), SF_ORG_INSTANCE_URL, SALESFORCE_ORG_ID,
 SALESFORCE_USERNAME, SALESFORCE_ACCESS_EXPIRES_AT, and SF_DISABLE_TELEMETRY=true and

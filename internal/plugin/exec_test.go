@@ -30,7 +30,7 @@ import (
 	"github.com/sfops/salesforce-operator/internal/salesforce/sftest"
 )
 
-// shippedOrgUserRole installs config/rbac's salesforce-org-user ClusterRole, as shipped.
+// shippedOrgUserRole installs config/rbac's org-user ClusterRole, as shipped.
 var shippedOrgUserRole sync.Once
 
 // apiServerLog is what a person's kubectl asked the API server, as seen by a proxy in front of it.
@@ -50,7 +50,7 @@ func (l *apiServerLog) asked(method, path string) bool {
 	return false
 }
 
-// person is a user of the cluster with the shipped salesforce-org-user ClusterRole (noUse:
+// person is a user of the cluster with the shipped org-user ClusterRole (noUse:
 // the same without the verb use) and get on secrets in ns, whose requests go through a proxy that impersonates her,
 // records every request, and refuses (403) a request for any of the forbidden Secrets: someone
 // who cannot read an org's credential Secret. It returns her kubeconfig.
@@ -58,7 +58,7 @@ func person(t *testing.T, ns, name string, noUse bool, forbiddenSecrets ...strin
 	t.Helper()
 	ctx := context.Background()
 	shippedOrgUserRole.Do(func() {
-		raw, err := os.ReadFile("../../config/rbac/salesforce_org_user_role.yaml")
+		raw, err := os.ReadFile("../../config/rbac/org_user_role.yaml")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +87,7 @@ func person(t *testing.T, ns, name string, noUse bool, forbiddenSecrets ...strin
 				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name + "-asks"}})
 	} else {
 		objs = append(objs, &rbacv1.RoleBinding{ObjectMeta: objectMeta(ns, name+"-uses-orgs"), Subjects: subject,
-			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "salesforce-org-user"}})
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "org-user"}})
 	}
 	for _, o := range objs {
 		if err := k8s.Create(ctx, o); err != nil {

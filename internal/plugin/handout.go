@@ -90,7 +90,7 @@ func requestAccess(ctx context.Context, kc client.Client, req accessRequest) (*h
 	if err := kc.Get(ctx, types.NamespacedName{Namespace: req.namespace, Name: name}, s); err != nil {
 		hint := ""
 		if apierrors.IsForbidden(err) {
-			hint = fmt.Sprintf(" (reading the hand-out Secret needs get on secrets in namespace %s, besides the salesforce-org-user ClusterRole)", req.namespace)
+			hint = fmt.Sprintf(" (reading the hand-out Secret needs get on secrets in namespace %s, besides the salesforce-operator-org-user ClusterRole)", req.namespace)
 		}
 		return h, fmt.Errorf("reading the hand-out Secret %s/%s: %w%s", req.namespace, name, apiError(err), hint)
 	}

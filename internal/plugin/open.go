@@ -23,7 +23,7 @@ func (o *options) openCommand() *cobra.Command {
 		Long: `Open a SalesforceOrg in the browser, logged in, through a one-time frontdoor link from
 /services/oauth2/singleaccess (as "sf org open" does). The link is made with short-lived access
 handed out by the operator, as for "kubectl salesforce exec": the plugin creates a 5-minute
-SalesforceAccessToken (you need the RBAC verb use on the org, e.g. through the salesforce-org-user
+SalesforceAccessToken (you need the RBAC verb use on the org, e.g. through the salesforce-operator-org-user
 ClusterRole, and get on secrets in its namespace), waits until the operator issues access, asks
 Salesforce for the link with that access token, and deletes the SalesforceAccessToken, which
 revokes the token. The org's credential Secret is never read and no refresh token reaches your
