@@ -48,8 +48,9 @@ salesforce-operator-org-user ClusterRole, and get on secrets in its namespace), 
 issues access, and runs COMMAND with the hand-out Secret's keys added to its environment:
 SF_TARGET_ORG and SF_ACCESS_TOKEN (the access token), SF_ORG_INSTANCE_URL, SALESFORCE_ORG_ID,
 SALESFORCE_USERNAME, SALESFORCE_ACCESS_EXPIRES_AT, and SF_DISABLE_TELEMETRY=true and
-SF_AUTOUPDATE_DISABLE=true. The Salesforce CLI uses SF_TARGET_ORG as it is: "sf" commands run
-against the org with no login. No refresh token ever reaches your machine.
+SF_AUTOUPDATE_DISABLE=true (and NODE_EXTRA_CA_CERTS, when the plugin trusts a CA of its own for
+Salesforce, as with make run's demo). The Salesforce CLI uses SF_TARGET_ORG as it is: "sf"
+commands run against the org with no login. No refresh token ever reaches your machine.
 
 When COMMAND exits (or on Ctrl-C or SIGTERM, which are passed on to it first), the
 SalesforceAccessToken is deleted, which deletes its Secret and revokes the token. exec exits with
@@ -110,6 +111,12 @@ func (o *options) exec(cmd *cobra.Command, org, stage string, lifetime, timeout 
 		env = append(env, k+"="+string(h.data[k]))
 	}
 	env = append(env, execEnv...)
+	// The CA the plugin trusts for Salesforce (--salesforce-ca-file, or the kubeconfig context's
+	// extension: make run's fake Salesforce) is the Salesforce CLI's to trust too, unless the
+	// environment already names one.
+	if _, caFile, _, err := o.salesforceSettings(); err == nil && caFile != "" && os.Getenv("NODE_EXTRA_CA_CERTS") == "" {
+		env = append(env, "NODE_EXTRA_CA_CERTS="+caFile)
+	}
 
 	child := exec.Command(path, argv[1:]...)
 	child.Args[0] = argv[0]
