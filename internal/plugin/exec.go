@@ -112,10 +112,15 @@ func (o *options) exec(cmd *cobra.Command, org, stage string, lifetime, timeout 
 	}
 	env = append(env, execEnv...)
 	// The CA the plugin trusts for Salesforce (--salesforce-ca-file, or the kubeconfig context's
-	// extension: make run's fake Salesforce) is the Salesforce CLI's to trust too, unless the
-	// environment already names one.
-	if _, caFile, _, err := o.salesforceSettings(); err == nil && caFile != "" && os.Getenv("NODE_EXTRA_CA_CERTS") == "" {
-		env = append(env, "NODE_EXTRA_CA_CERTS="+caFile)
+	// extension: make run's fake Salesforce) is the Salesforce CLI's to trust too, besides any
+	// NODE_EXTRA_CA_CERTS the environment names already (Node reads one file: both go into one).
+	if _, caFile, _, err := o.salesforceSettings(); err == nil && caFile != "" {
+		bundle, cleanup, err := extraCABundle(caFile, os.Getenv("NODE_EXTRA_CA_CERTS"))
+		if err != nil {
+			return &ExitError{Code: ExitExecFailed, Err: err}
+		}
+		defer cleanup()
+		env = append(env, "NODE_EXTRA_CA_CERTS="+bundle)
 	}
 
 	child := exec.Command(path, argv[1:]...)
@@ -179,4 +184,34 @@ func exitOf(child *exec.Cmd, err error) error {
 		return &ExitError{Code: ExitExecFailed, Err: fmt.Errorf("%q exited, but its output was not all passed on: %w", child.Args[0], err)}
 	}
 	return nil
+}
+
+// extraCABundle is the file to name in NODE_EXTRA_CA_CERTS: caFile itself, or, when the
+// environment names another file already, a temporary file holding both (removed by cleanup).
+func extraCABundle(caFile, existing string) (string, func(), error) {
+	if existing == "" || existing == caFile {
+		return caFile, func() {}, nil
+	}
+	ours, err := os.ReadFile(caFile)
+	if err != nil {
+		return "", nil, fmt.Errorf("reading the Salesforce CA file: %w", err)
+	}
+	theirs, err := os.ReadFile(existing)
+	if err != nil {
+		return caFile, func() {}, nil // NODE_EXTRA_CA_CERTS names no readable file: Node ignores it too
+	}
+	f, err := os.CreateTemp("", "kubectl-salesforce-ca-*.pem")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { _ = os.Remove(f.Name()) }
+	_, err = f.Write(append(append(append([]byte{}, theirs...), '\n'), ours...))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return f.Name(), cleanup, nil
 }
