@@ -59,7 +59,7 @@ when COMMAND could not be started, 127 when it was not found. The token is never
 (what COMMAND prints is its own business).`,
 		Example: `  kubectl salesforce exec acme-uat -- sf data query -q "SELECT Id FROM Organization"
   kubectl salesforce exec acme-uat --stage release-uat --lifetime 30m -- sf project deploy start
-  kubectl salesforce exec acme-uat -- sh -c 'sf org login access-token --instance-url "$SF_ORG_INSTANCE_URL" --no-prompt --alias uat && sf org display --target-org uat'`,
+  kubectl salesforce exec acme-uat -- sh -c 'sf org login access-token --instance-url "$SF_ORG_INSTANCE_URL" --no-prompt --alias uat && sf org list limits --target-org uat'`,
 		DisableFlagsInUseLine: true,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 1 || len(args) < 2 {

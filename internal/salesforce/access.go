@@ -54,7 +54,7 @@ func (c *Client) Access(ctx context.Context, ch Chain, storedVersion string) (Ac
 }
 
 // resources is GET /services/data/vNN.0 with the session's token: the cheapest authenticated
-// call (the CLI's own connection test, `sf org display`).
+// call (what the CLI reads for a connected status).
 func (c *Client) resources(ctx context.Context, s *session) error {
 	cctx, p, cancel := c.call(ctx, "resources")
 	defer cancel()
