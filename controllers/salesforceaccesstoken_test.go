@@ -171,6 +171,11 @@ func TestHandOutIssuedToABoundServiceAccountAndWithdrawnOnDelete(t *testing.T) {
 	if e := eventNote(t, ns, "uat", "AccessWithdrawn", "deploy-1"); !strings.Contains(e, "revoked") || strings.Contains(e, tok) {
 		t.Errorf("withdrawal event: %q", e)
 	}
+	for _, result := range []string{"issued", "withdrawn"} {
+		if v, ok := metricValue(t, "salesforce_access_handouts_total", map[string]string{"namespace": ns, "org": "uat", "result": result}); !ok || v != 1 {
+			t.Errorf("salesforce_access_handouts_total{result=%q} = %v (found %v), want 1", result, v, ok)
+		}
+	}
 	v := requestCheck(t, ns, "uat")
 	if org := waitHandled(t, ns, "uat", v); org.Status.Connection != sfv1.ConnectionConnected {
 		t.Errorf("the org is %s after the revocation", org.Status.Connection)
@@ -492,4 +497,16 @@ func TestHandOutKeptFreshWhenItsSessionEnds(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// A hand-out is served by the shard that owns its org's credential chain: admission copies the
+// org's shard label onto it.
+func TestHandOutFollowsItsOrgsShard(t *testing.T) {
+	ns := newNamespace(t)
+	org := newOrg(ns, "sharded", sfv1.OrgTypeSandbox, "sharded-auth")
+	org.Labels = map[string]string{sfv1.ShardLabel: "shard-b"}
+	mustCreate(t, org, newAccessToken(ns, "follows", "sharded"))
+	if got := get(t, &sfv1.SalesforceAccessToken{}, ns, "follows").Labels[sfv1.ShardLabel]; got != "shard-b" {
+		t.Errorf("the hand-out's shard label is %q, want its org's shard-b", got)
+	}
 }
