@@ -255,8 +255,7 @@ func (r *SalesforceAccessTokenReconciler) issue(ctx context.Context, at *sfv1.Sa
 	case existing == nil:
 		s := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name,
-				Labels:      map[string]string{sfv1.AccessTokenLabel: org.Name},
-				Annotations: map[string]string{"salesforce.sfops.io/expires-at": expires.UTC().Format(time.RFC3339)}},
+				Labels: map[string]string{sfv1.AccessTokenLabel: org.Name}},
 			Type: corev1.SecretTypeOpaque,
 			Data: data,
 		}

@@ -98,7 +98,6 @@ func requesterOf(req admission.Request) rules.Requester {
 // The org's state (Inactive, suspended, not Connected) and the stage are the controller's to
 // report: GitOps may apply a hand-out before its org exists.
 type AccessTokenValidator struct {
-	Reader client.Reader
 	// Access creates SubjectAccessReviews.
 	Access client.Client
 }

@@ -32,7 +32,7 @@ func Setup(mgr ctrl.Manager) error {
 	mgr.GetWebhookServer().Register("/mutate-salesforce-sfops-io-v1alpha1-salesforceaccesstoken",
 		&webhook.Admission{Handler: &RequesterHandler{Reader: r}})
 	if err := ctrl.NewWebhookManagedBy(mgr, &sfv1.SalesforceAccessToken{}).
-		WithValidator(&AccessTokenValidator{Reader: r, Access: mgr.GetClient()}).
+		WithValidator(&AccessTokenValidator{Access: mgr.GetClient()}).
 		Complete(); err != nil {
 		return err
 	}
